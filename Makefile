@@ -1,0 +1,46 @@
+# Two commands for a fresh machine:  make demo  (install + run the main job)  and  make test.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+N ?= $(shell nproc)
+# The main job; `make demo TARGET=...` builds something else.
+TARGET ?= all
+STAMP := $(VENV)/.installed
+
+export PYOPENGL_PLATFORM ?= egl
+
+.PHONY: demo test bench lint install system-deps clean
+
+# Headless OpenGL for pyrender: EGL (libEGL + Mesa) from Debian when missing.
+system-deps:
+	@if ! ldconfig -p | grep -q 'libEGL.so.1' || ! ldconfig -p | grep -q 'libgbm.so.1'; then \
+		echo "installing headless GL (EGL/Mesa) packages"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libegl1 libgl1 libgbm1 libegl-mesa0 >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -c "from pytorch3d import _C; import smplx, anny, pyrender; print('environment ok')"
+	@touch $(STAMP)
+
+install: system-deps $(STAMP)
+
+demo: install
+	$(BIN)/snakemake --cores $(N) $(TARGET)
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+bench: install
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lint: install
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+
+clean:
+	rm -rf results logs .snakemake

@@ -1,0 +1,30 @@
+# Differentiable Semantic Rendering (Dwivedi et al., ICCV 2021) as a Snakemake pipeline.
+# Main job: snakemake --cores N results/eval_3dpw.csv   (see README.md)
+from snakemake.utils import min_version
+
+from pipeline.config import validate_config
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+# One-line errors naming the key and the allowed values; also fills schema defaults.
+validate_config(config, workflow.source_path("workflow/schemas/config.schema.yaml"))
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/body.smk"
+
+
+# The open world generates every licensed-asset slot; the real world reads them from config paths.
+if config["world"] == "open":
+
+    include: "workflow/rules/world.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_final_targets(),

@@ -1,0 +1,122 @@
+"""``BodyModel``: the one body-model facade every stage uses, whatever the world.
+
+It wraps ``smplx.SMPLLayer`` (built from plain arrays, so official chumpy pickles work too) and adds the
+extra vertex regressors (H36M-17, SPIN part-24) and the 24-part vertex segmentation. Vertex and face
+counts come from the model file; nothing here assumes 6,890 / 13,776.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import smplx
+import torch
+from smplx.lbs import batch_rodrigues
+from smplx.utils import Struct
+
+from pipeline.body.parts import vertex_parts_from_weights
+from pipeline.body.smpl_io import find_model_file, load_smpl_arrays
+
+NUM_SMPL_JOINTS = 24
+NUM_BODY_JOINTS = NUM_SMPL_JOINTS - 1
+#: smplx appends joints picked at fixed SMPL vertex ids; they mean nothing on other topologies, so the
+#: facade asks for the minimum (5 face points at vertex 0) and only returns the 24 skeleton joints.
+_NO_EXTRA_JOINTS = {"vertex_ids": dict.fromkeys(("nose", "reye", "leye", "rear", "lear"), 0), "use_hands": False, "use_feet_keypoints": False}
+
+
+@dataclass
+class BodyOutput:
+    """Posed body. All tensors float, metres, in the model frame (y up, facing +z) plus ``transl``.
+
+    vertices: (B, V, 3); joints: (B, 24, 3) SMPL joints; joints_h36m: (B, 17, 3) or None;
+    joints_spin: (B, 24, 3) SPIN "part" joints or None.
+    """
+
+    vertices: torch.Tensor
+    joints: torch.Tensor
+    joints_h36m: torch.Tensor | None
+    joints_spin: torch.Tensor | None
+
+
+def _as_rotmats(pose: torch.Tensor, num_joints: int) -> torch.Tensor:
+    """Axis-angle (B, 3·J) / (B, J, 3) or rotation matrices (B, J, 3, 3) -> (B, J, 3, 3)."""
+    if pose.shape[-2:] == (3, 3):
+        return pose.reshape(-1, num_joints, 3, 3)
+    aa = pose.reshape(-1, 3)
+    return batch_rodrigues(aa).reshape(-1, num_joints, 3, 3)
+
+
+class BodyModel(torch.nn.Module):
+    """SMPL-format body model with regressors and parts.
+
+    Args:
+        model_dir: folder with ``SMPL_{NEUTRAL,MALE,FEMALE}.{npz,pkl}``.
+        gender: ``neutral``, ``male`` or ``female``.
+        joint_regressors: optional npz with ``h36m`` (17, V) and ``spin_part`` (24, V).
+        num_betas: shape components used.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        gender: str = "neutral",
+        joint_regressors: str | Path | None = None,
+        num_betas: int = 10,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        path = find_model_file(model_dir, gender)
+        arrays = load_smpl_arrays(path)
+        self.model_path = path
+        self.gender = gender
+        self.layer = smplx.SMPLLayer(
+            model_path=str(path), data_struct=Struct(**arrays), num_betas=num_betas, dtype=dtype, **_NO_EXTRA_JOINTS
+        )
+        self.register_buffer("faces", torch.as_tensor(arrays["f"], dtype=torch.long), persistent=False)
+        parts = vertex_parts_from_weights(arrays["weights"])
+        self.register_buffer("vertex_part", torch.as_tensor(parts, dtype=torch.long), persistent=False)
+        self.num_vertices = int(arrays["v_template"].shape[0])
+        self.num_faces = int(arrays["f"].shape[0])
+        self.register_buffer("h36m_regressor", None, persistent=False)
+        self.register_buffer("spin_regressor", None, persistent=False)
+        if joint_regressors is not None:
+            with np.load(joint_regressors) as reg:
+                for key, attr in (("h36m", "h36m_regressor"), ("spin_part", "spin_regressor")):
+                    if key not in reg.files:
+                        raise ValueError(f"joint regressor file {joint_regressors} lacks key {key!r}")
+                    mat = np.asarray(reg[key], dtype=np.float32)
+                    if mat.shape[1] != self.num_vertices:
+                        raise ValueError(
+                            f"joint regressor {key!r} in {joint_regressors} has {mat.shape[1]} columns, but the "
+                            f"body model {path} has {self.num_vertices} vertices: rebuild the regressors for this model"
+                        )
+                    setattr(self, attr, torch.as_tensor(mat))
+
+    def forward(
+        self,
+        betas: torch.Tensor | None = None,
+        body_pose: torch.Tensor | None = None,
+        global_orient: torch.Tensor | None = None,
+        transl: torch.Tensor | None = None,
+    ) -> BodyOutput:
+        """Pose the body.
+
+        Args:
+            betas: (B, num_betas).
+            body_pose: (B, 69) axis-angle, (B, 23, 3) or (B, 23, 3, 3) rotation matrices.
+            global_orient: (B, 3) axis-angle or (B, 1, 3, 3) / (B, 3, 3) rotation matrix.
+            transl: (B, 3) metres.
+        """
+        kwargs: dict[str, torch.Tensor] = {}
+        if body_pose is not None:
+            kwargs["body_pose"] = _as_rotmats(body_pose, NUM_BODY_JOINTS)
+        if global_orient is not None:
+            kwargs["global_orient"] = _as_rotmats(global_orient, 1)
+        out = self.layer(betas=betas, transl=transl, pose2rot=False, **kwargs)
+        vertices = out.vertices
+        joints = out.joints[:, :NUM_SMPL_JOINTS]
+        h36m = torch.einsum("jv,bvc->bjc", self.h36m_regressor, vertices) if self.h36m_regressor is not None else None
+        spin = torch.einsum("jv,bvc->bjc", self.spin_regressor, vertices) if self.spin_regressor is not None else None
+        return BodyOutput(vertices=vertices, joints=joints, joints_h36m=h36m, joints_spin=spin)

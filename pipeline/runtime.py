@@ -1,0 +1,57 @@
+"""Small runtime helpers shared by the workflow scripts: logging, seeds, devices, provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(log_path: str | Path | None = None, level: int = logging.INFO) -> logging.Logger:
+    """Send log records (and uncaught exceptions) to ``log_path`` and stderr."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path is not None:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    logging.basicConfig(level=level, format=LOG_FORMAT, handlers=handlers, force=True)
+    logger = logging.getLogger("pipeline")
+
+    def _hook(exc_type, exc, tb):  # type: ignore[no-untyped-def]
+        logger.error("stage failed", exc_info=(exc_type, exc, tb))
+
+    sys.excepthook = _hook
+    return logger
+
+
+def stage_seed(seed: int, *names: str) -> int:
+    """Derive a stable 32-bit seed for one stage/item from the master seed and names."""
+    digest = hashlib.sha256(("/".join([str(seed), *names])).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def resolve_device(device: str) -> str:
+    """Map the config's ``auto|cpu|cuda`` onto an available torch device string."""
+    import torch
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; allowed: auto, cpu, cuda")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config device: cuda, but torch sees no CUDA device; set device: auto or cpu")
+    return device
+
+
+def git_sha(root: str | Path | None = None) -> str:
+    """The repository's HEAD commit (with ``-dirty`` when modified), or ``unknown`` outside git."""
+    cwd = Path(root) if root is not None else Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

@@ -1,0 +1,41 @@
+"""Shared test fixtures. Tests run headless: pyrender uses EGL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+def make_tiny_smpl(num_verts: int = 60, seed: int = 0) -> dict[str, np.ndarray]:
+    """A small SMPL-format model (24 joints, random geometry) for format and facade tests."""
+    rng = np.random.default_rng(seed)
+    parents = np.array([-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21])
+    kintree = np.stack([np.where(parents < 0, 4294967295, parents), np.arange(24)]).astype(np.int64)
+    verts = rng.normal(size=(num_verts, 3)) * 0.3
+    weights = rng.random((num_verts, 24)) ** 8
+    weights /= weights.sum(1, keepdims=True)
+    jreg = rng.random((24, num_verts))
+    jreg /= jreg.sum(1, keepdims=True)
+    faces = np.stack([np.arange(num_verts - 2), np.arange(1, num_verts - 1), np.arange(2, num_verts)], 1)
+    return {
+        "v_template": verts,
+        "shapedirs": rng.normal(size=(num_verts, 3, 10)) * 0.01,
+        "posedirs": np.zeros((num_verts, 3, 207)),
+        "J_regressor": jreg,
+        "weights": weights,
+        "kintree_table": kintree,
+        "f": faces.astype(np.int64),
+    }
+
+
+@pytest.fixture
+def tiny_smpl() -> dict[str, np.ndarray]:
+    return make_tiny_smpl()

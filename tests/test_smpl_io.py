@@ -1,0 +1,119 @@
+"""SMPL file loading without chumpy, the BodyModel facade, and clear errors for bad files."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse
+import smplx
+import torch
+
+from pipeline.body.model import _NO_EXTRA_JOINTS, BodyModel
+from pipeline.body.smpl_io import BodyModelFileError, load_smpl_arrays, save_smpl_pickle
+
+
+def _write_chumpy_pickle(arrays: dict[str, np.ndarray], path: Path) -> None:
+    """Write a pickle shaped like the official SMPL files: chumpy objects + a sparse J_regressor.
+
+    A throw-away module named ``chumpy.ch`` provides the class while pickling, then is removed, so the
+    loader must cope without chumpy, as on Python 3.11.
+    """
+    ch_mod = types.ModuleType("chumpy.ch")
+
+    class Ch:  # mimics chumpy.ch.Ch: the value lives in the ``x`` term of the pickled state
+        def __init__(self, x: np.ndarray) -> None:
+            self.x = x
+            self._dirty_vars = set()
+
+        def __getstate__(self) -> dict:
+            return {"x": self.x, "_dirty_vars": self._dirty_vars}
+
+    Ch.__module__ = "chumpy.ch"
+    Ch.__qualname__ = "Ch"
+    ch_mod.Ch = Ch
+    pkg = types.ModuleType("chumpy")
+    pkg.ch = ch_mod
+    sys.modules["chumpy"], sys.modules["chumpy.ch"] = pkg, ch_mod
+    try:
+        data = dict(arrays)
+        data["shapedirs"] = Ch(arrays["shapedirs"])
+        data["v_template"] = Ch(arrays["v_template"])
+        data["J_regressor"] = scipy.sparse.csc_matrix(arrays["J_regressor"])
+        data["bs_style"] = "lbs"
+        with open(path, "wb") as fh:
+            pickle.dump(data, fh, protocol=2)
+    finally:
+        del sys.modules["chumpy"], sys.modules["chumpy.ch"]
+    assert b"chumpy.ch" in path.read_bytes()
+
+
+def test_chumpy_pickle_loads_without_chumpy(tmp_path: Path, tiny_smpl: dict) -> None:
+    path = tmp_path / "SMPL_NEUTRAL.pkl"
+    _write_chumpy_pickle(tiny_smpl, path)
+    with pytest.raises(ModuleNotFoundError):
+        import chumpy  # noqa: F401  # chumpy really is absent
+    arrays = load_smpl_arrays(path)
+    np.testing.assert_array_equal(arrays["shapedirs"], tiny_smpl["shapedirs"])
+    np.testing.assert_array_equal(arrays["v_template"], tiny_smpl["v_template"])
+    np.testing.assert_allclose(arrays["J_regressor"], tiny_smpl["J_regressor"])
+    assert arrays["f"].dtype == np.int64 and arrays["bs_style"] == "lbs"
+
+
+def test_bodymodel_matches_smplx_on_plain_pickle(tmp_path: Path, tiny_smpl: dict) -> None:
+    for gender in ("NEUTRAL", "MALE", "FEMALE"):
+        _write_chumpy_pickle(tiny_smpl, tmp_path / f"SMPL_{gender}.pkl")
+    plain = tmp_path / "plain" / "SMPL_NEUTRAL.pkl"
+    plain.parent.mkdir()
+    save_smpl_pickle(tiny_smpl, plain)
+    reference = smplx.SMPL(model_path=str(plain), **_NO_EXTRA_JOINTS)  # smplx reads our plain pickle unchanged
+    model = BodyModel(tmp_path, gender="neutral")
+    gen = torch.Generator().manual_seed(0)
+    betas = torch.randn(4, 10, generator=gen)
+    pose = torch.randn(4, 69, generator=gen) * 0.4
+    orient = torch.randn(4, 3, generator=gen) * 0.4
+    transl = torch.randn(4, 3, generator=gen)
+    ours = model(betas=betas, body_pose=pose, global_orient=orient, transl=transl)
+    ref = reference(betas=betas, body_pose=pose, global_orient=orient, transl=transl)
+    torch.testing.assert_close(ours.vertices, ref.vertices, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours.joints, ref.joints[:, :24], rtol=1e-5, atol=1e-6)
+    assert model.num_vertices == tiny_smpl["v_template"].shape[0]
+    assert model.vertex_part.shape == (model.num_vertices,)
+
+
+def test_bodymodel_regressors(tmp_path: Path, tiny_smpl: dict) -> None:
+    np.savez(tmp_path / "SMPL_NEUTRAL.npz", **tiny_smpl)
+    nv = tiny_smpl["v_template"].shape[0]
+    h36m = np.zeros((17, nv))
+    h36m[np.arange(17), np.arange(17)] = 1.0
+    np.savez(tmp_path / "reg.npz", h36m=h36m, spin_part=np.full((24, nv), 1.0 / nv))
+    model = BodyModel(tmp_path, joint_regressors=tmp_path / "reg.npz")
+    out = model()
+    torch.testing.assert_close(out.joints_h36m[0], out.vertices[0, :17])
+    torch.testing.assert_close(out.joints_spin[0, 5], out.vertices[0].mean(0))
+    np.savez(tmp_path / "bad.npz", h36m=h36m[:, :-1], spin_part=h36m[:, :-1])
+    with pytest.raises(ValueError, match="rebuild the regressors"):
+        BodyModel(tmp_path, joint_regressors=tmp_path / "bad.npz")
+
+
+def test_missing_file_error_names_key_path_and_source(tmp_path: Path) -> None:
+    with pytest.raises(BodyModelFileError) as err:
+        load_smpl_arrays(tmp_path / "SMPL_MALE.pkl")
+    msg = str(err.value)
+    assert "assets.body_models" in msg and "SMPL_MALE.pkl" in msg and "smpl.is.tue.mpg.de" in msg
+    with pytest.raises(BodyModelFileError, match="SMPL_FEMALE"):
+        BodyModel(tmp_path, gender="female")
+
+
+def test_corrupt_and_incomplete_files(tmp_path: Path, tiny_smpl: dict) -> None:
+    (tmp_path / "SMPL_NEUTRAL.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(BodyModelFileError, match="corrupt"):
+        load_smpl_arrays(tmp_path / "SMPL_NEUTRAL.pkl")
+    partial = {k: v for k, v in tiny_smpl.items() if k != "weights"}
+    np.savez(tmp_path / "SMPL_MALE.npz", **partial)
+    with pytest.raises(BodyModelFileError, match="weights"):
+        load_smpl_arrays(tmp_path / "SMPL_MALE.npz")

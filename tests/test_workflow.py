@@ -1,0 +1,50 @@
+"""The Snakemake workflow builds its DAG, lints clean and is formatted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_dry_run_builds_dag() -> None:
+    res = _run("snakemake", "-n", "--quiet", "rules")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "build_body_model" in res.stdout + res.stderr
+    assert "check_body_model" in res.stdout + res.stderr
+
+
+def test_lint_clean() -> None:
+    res = _run("snakemake", "--lint")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
+def test_snakefmt_clean() -> None:
+    res = _run("snakefmt", "--check", "Snakefile", "workflow/rules")
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+def test_misspelt_config_key_fails_at_dag_build(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("open_world:\n  body_model:\n    n_shape_sample: 3\n")
+    res = _run("snakemake", "-n", "--configfile", str(bad))
+    assert res.returncode != 0
+    assert "open_world.body_model.n_shape_sample" in res.stdout + res.stderr
+
+
+def test_missing_real_asset_fails_at_dag_build(tmp_path: Path) -> None:
+    cfg = tmp_path / "real.yaml"
+    cfg.write_text(f"world: real\nassets:\n  body_models: {tmp_path}/nowhere\n")
+    res = _run("snakemake", "-n", "--configfile", str(cfg))
+    assert res.returncode != 0
+    assert "assets.body_models" in res.stdout + res.stderr and "smpl.is.tue.mpg.de" in res.stdout + res.stderr

@@ -1,0 +1,23 @@
+# Body model checks that hold in every world (the open world builds the files in world.smk).
+
+
+rule check_body_model:
+    input:
+        models=get_body_model_files(),
+        regressors=lookup(dpath="assets/joint_regressors", within=config),
+        code=code("body/model.py", "body/smpl_io.py", "body/report.py"),
+    output:
+        report="results/body/body_model_check.json",
+        figure=report(
+            "results/body/body_models.png",
+            caption="../report/body_models.rst",
+            category="Body model",
+        ),
+    log:
+        "logs/body/check_body_model.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        model_dir=lambda wildcards, input: Path(input.models[0]).parent,
+    script:
+        "../scripts/check_body_model.py"

@@ -1,0 +1,28 @@
+# Shared helpers: input functions and code-version inputs. Named get_* as in snakemake-workflows.
+from pathlib import Path
+
+from pipeline.world.assets import check_real_assets
+
+PIPELINE_DIR = Path(workflow.basedir) / "pipeline"
+GENDERS = ["neutral", "male", "female"]
+
+# A missing licensed asset stops here, at DAG-build time, naming the key, path and where to obtain it.
+check_real_assets(config)
+
+
+def code(*modules):
+    """Source files of pipeline modules a rule depends on, so code edits rerun it."""
+    return [str(PIPELINE_DIR / m) for m in modules]
+
+
+def get_body_model_files():
+    folder = Path(config["assets"]["body_models"])
+    ext = "npz"
+    return [str(folder / f"SMPL_{g.upper()}.{ext}") for g in GENDERS]
+
+
+def get_final_targets():
+    """Default targets: the furthest products of the stages that exist."""
+    return [
+        "results/body/body_model_check.json",
+    ]

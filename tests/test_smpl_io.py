@@ -117,3 +117,15 @@ def test_corrupt_and_incomplete_files(tmp_path: Path, tiny_smpl: dict) -> None:
     np.savez(tmp_path / "SMPL_MALE.npz", **partial)
     with pytest.raises(BodyModelFileError, match="weights"):
         load_smpl_arrays(tmp_path / "SMPL_MALE.npz")
+
+
+def test_pose_points_reproduces_body_without_correctives(tmp_path: Path, tiny_smpl: dict) -> None:
+    np.savez(tmp_path / "SMPL_NEUTRAL.npz", **tiny_smpl)  # posedirs are zero: skinning alone = forward
+    model = BodyModel(tmp_path)
+    gen = torch.Generator().manual_seed(1)
+    betas, pose = torch.randn(2, 10, generator=gen), torch.randn(2, 69, generator=gen) * 0.5
+    orient, transl = torch.randn(2, 3, generator=gen), torch.randn(2, 3, generator=gen)
+    rest, joints = model.rest_body(betas)
+    posed = model.pose_points(rest, model.skinning_weights, betas, pose, orient, transl)
+    torch.testing.assert_close(posed, model(betas, pose, orient, transl).vertices, rtol=1e-5, atol=1e-5)
+    assert joints.shape == (2, 24, 3)

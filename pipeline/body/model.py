@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import smplx
 import torch
-from smplx.lbs import batch_rodrigues
+from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes, vertices2joints
 from smplx.utils import Struct
 
 from pipeline.body.parts import vertex_parts_from_weights
@@ -120,3 +120,41 @@ class BodyModel(torch.nn.Module):
         h36m = torch.einsum("jv,bvc->bjc", self.h36m_regressor, vertices) if self.h36m_regressor is not None else None
         spin = torch.einsum("jv,bvc->bjc", self.spin_regressor, vertices) if self.spin_regressor is not None else None
         return BodyOutput(vertices=vertices, joints=joints, joints_h36m=h36m, joints_spin=spin)
+
+    @property
+    def skinning_weights(self) -> torch.Tensor:
+        """(V, 24) linear-blend-skinning weights."""
+        return self.layer.lbs_weights
+
+    def rest_body(self, betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shaped body in zero pose (the SMPL T-pose): vertices (B, V, 3) and joints (B, 24, 3), metres."""
+        v_shaped = self.layer.v_template + blend_shapes(betas, self.layer.shapedirs)
+        return v_shaped, vertices2joints(self.layer.J_regressor, v_shaped)
+
+    def pose_points(
+        self,
+        points: torch.Tensor,
+        weights: torch.Tensor,
+        betas: torch.Tensor,
+        body_pose: torch.Tensor,
+        global_orient: torch.Tensor,
+        transl: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Skin arbitrary rest-frame points (e.g. garments on the body) with this body's joint transforms.
+
+        Args:
+            points: (B, N, 3) points in the shaped rest frame of ``betas``.
+            weights: (N, 24) skinning weights of the points.
+            betas, body_pose, global_orient, transl: as in :meth:`forward`.
+
+        Returns:
+            (B, N, 3) posed points (no pose correctives), in the same frame as :meth:`forward`'s vertices.
+        """
+        _, joints = self.rest_body(betas)
+        rot = torch.cat([_as_rotmats(global_orient, 1), _as_rotmats(body_pose, NUM_BODY_JOINTS)], dim=1)
+        _, rel = batch_rigid_transform(rot, joints, self.layer.parents, dtype=points.dtype)
+        transforms = torch.einsum("nj,bjkl->bnkl", weights.to(points.dtype), rel)
+        posed = torch.einsum("bnkl,bnl->bnk", transforms[..., :3, :3], points) + transforms[..., :3, 3]
+        if transl is not None:
+            posed = posed + transl[:, None, :]
+        return posed

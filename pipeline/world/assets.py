@@ -63,3 +63,20 @@ def check_real_assets(config: dict[str, Any]) -> None:
             problems.append(f"config key {slot.key} = {value!r} not found: expected {slot.obtain}")
     if problems:
         raise MissingAssetError("world: real, but licensed assets are missing:\n  " + "\n  ".join(problems))
+
+
+def scan_names(count: int) -> list[str]:
+    """Names of the generated open-world scans (``scan_0000`` ...)."""
+    return [f"scan_{i:04d}" for i in range(count)]
+
+
+def scan_ids(config: dict[str, Any]) -> list[str]:
+    """Scan names the prior stage fans out over.
+
+    Open world: the generated ``scan_0000`` ... names (known before they exist). Real world: every
+    ``{scan}.obj`` in ``assets.scans`` that has a ``{scan}.pkl`` fit beside it.
+    """
+    if config.get("world", "open") == "open":
+        return scan_names(int(config["open_world"]["scans"]["count"]))
+    folder = Path(config["assets"]["scans"])
+    return sorted(p.stem for p in folder.glob("*.obj") if p.with_suffix(".pkl").is_file())

@@ -1,7 +1,7 @@
 # Shared helpers: input functions and code-version inputs. Named get_* as in snakemake-workflows.
 from pathlib import Path
 
-from pipeline.world.assets import check_real_assets
+from pipeline.world.assets import check_real_assets, scan_ids
 
 PIPELINE_DIR = Path(workflow.basedir) / "pipeline"
 GENDERS = ["neutral", "male", "female"]
@@ -26,3 +26,8 @@ def get_final_targets():
     return [
         "results/body/body_model_check.json",
     ]
+
+
+def get_scan_names():
+    """Scan ids: every {scan}.obj with a {scan}.pkl fit in assets.scans, or the generated ones."""
+    return scan_ids(config)

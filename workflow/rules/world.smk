@@ -26,3 +26,27 @@ rule build_body_model:
         seed=lookup(dpath="seed", within=config),
     script:
         "../scripts/build_body_model.py"
+
+
+rule make_scans:
+    input:
+        models=rules.build_body_model.output.models,
+        code=code(
+            "world/scans.py", "world/garments.py", "world/poses.py", "io/agora_fit.py"
+        ),
+    output:
+        obj=expand("resources/scans/{scan}.obj", scan=get_scan_names()),
+        fits=expand("resources/scans/{scan}.pkl", scan=get_scan_names()),
+        labels=expand("resources/scans/{scan}.labels.npy", scan=get_scan_names()),
+        summary="resources/scans/summary.json",
+    log:
+        "logs/world/make_scans.log",
+    benchmark:
+        "benchmarks/world/make_scans.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        accessory_prob=lookup(dpath="open_world/scans/accessory_prob", within=config),
+        seed=lookup(dpath="seed", within=config),
+    script:
+        "../scripts/make_scans.py"

@@ -7,6 +7,8 @@ counts come from the model file; nothing here assumes 6,890 / 13,776.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,9 +73,10 @@ class BodyModel(torch.nn.Module):
         arrays = load_smpl_arrays(path)
         self.model_path = path
         self.gender = gender
-        self.layer = smplx.SMPLLayer(
-            model_path=str(path), data_struct=Struct(**arrays), num_betas=num_betas, dtype=dtype, **_NO_EXTRA_JOINTS
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a warning for 10-beta models
+            self.layer = smplx.SMPLLayer(
+                model_path=str(path), data_struct=Struct(**arrays), num_betas=num_betas, dtype=dtype, **_NO_EXTRA_JOINTS
+            )
         self.register_buffer("faces", torch.as_tensor(arrays["f"], dtype=torch.long), persistent=False)
         parts = vertex_parts_from_weights(arrays["weights"])
         self.register_buffer("vertex_part", torch.as_tensor(parts, dtype=torch.long), persistent=False)

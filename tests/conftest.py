@@ -39,3 +39,13 @@ def make_tiny_smpl(num_verts: int = 60, seed: int = 0) -> dict[str, np.ndarray]:
 @pytest.fixture
 def tiny_smpl() -> dict[str, np.ndarray]:
     return make_tiny_smpl()
+
+
+@pytest.fixture(scope="session")
+def open_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The open body model, built once per session (≈5 s): (folder, build report)."""
+    from pipeline.body.anny_build import build_open_body_model
+
+    out = tmp_path_factory.mktemp("body_models")
+    report = build_open_body_model(out, n_shape_samples=120, seed=0, progress=False)
+    return out, report

@@ -10,20 +10,13 @@ import smplx
 import torch
 from smplx.lbs import batch_rodrigues
 
-from pipeline.body.anny_build import AnnyConverter, PhenotypeSampler, build_open_body_model, sample_tposed
+from pipeline.body.anny_build import AnnyConverter, PhenotypeSampler, sample_tposed
 from pipeline.body.model import BodyModel
 from pipeline.world.poses import sample_body_pose, sample_global_orient
 
 L_HIP, L_FOOT, L_ANKLE, L_SHOULDER, R_SHOULDER, L_WRIST, R_WRIST = 1, 10, 7, 16, 17, 20, 21
 #: Joints held at rest in the comparison with Anny: the merged fingers and toes.
 HELD_AT_REST = (10, 11, 22, 23)
-
-
-@pytest.fixture(scope="session")
-def open_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("body_models")
-    report = build_open_body_model(out, n_shape_samples=120, seed=0, progress=False)
-    return out, report
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,10 @@ import pytest
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
+# anny imports roma -> torch._dynamo -> triton, which segfaults when imported after an EGL context exists;
+# importing it first (as any real stage process does, one library per process) keeps the test session safe.
+import torch._dynamo  # noqa: E402,F401
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 

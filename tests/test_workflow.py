@@ -18,10 +18,11 @@ def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 
 def test_dry_run_builds_dag() -> None:
-    res = _run("snakemake", "-n", "--quiet", "rules")
+    res = _run("snakemake", "-n", "--forceall", "--quiet", "rules")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "build_body_model" in res.stdout + res.stderr
     assert "check_body_model" in res.stdout + res.stderr
+    assert "make_scans" in res.stdout + res.stderr
 
 
 def test_lint_clean() -> None:

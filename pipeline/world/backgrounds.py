@@ -7,7 +7,7 @@ background is a pure function of ``(height, width, rng state)``. Scalar fields a
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

@@ -32,3 +32,15 @@ def get_final_targets():
 def get_scan_names():
     """Scan ids: every {scan}.obj with a {scan}.pkl fit in assets.scans, or the generated ones."""
     return scan_ids(config)
+
+
+def get_open_splits():
+    """(group, name) of every generated image split: train and test datasets of the open world."""
+    images = config["open_world"]["images"]
+    return [(group, name) for group in ("train", "test") for name in images[group]]
+
+
+def get_label_root(group, split, exact=False):
+    """Folder of the parser-like label maps generated beside a split's image root."""
+    images = Path(config["assets"][f"{group}_datasets"][split]["images"])
+    return str(images.parent / ("labels_gt" if exact else "labels"))

@@ -50,3 +50,47 @@ rule make_scans:
         seed=lookup(dpath="seed", within=config),
     script:
         "../scripts/make_scans.py"
+
+
+# One image-generation job per configured split (train and test), written where assets.* expects it.
+for group, split in get_open_splits():
+
+    rule:
+        name:
+            f"make_images_{group}_{split}"
+        input:
+            models=rules.build_body_model.output.models,
+            regressors=rules.build_body_model.output.regressors,
+            code=code(
+                "world/images.py",
+                "world/scans.py",
+                "world/garments.py",
+                "world/parser_noise.py",
+                "world/backgrounds.py",
+                "render/offscreen.py",
+            ),
+        output:
+            annotations=config["assets"][f"{group}_datasets"][split]["annotations"],
+            images=directory(config["assets"][f"{group}_datasets"][split]["images"]),
+            labels=directory(get_label_root(group, split)),
+            labels_gt=directory(get_label_root(group, split, exact=True)),
+        log:
+            f"logs/world/make_images/{group}_{split}.log",
+        benchmark:
+            f"benchmarks/world/make_images/{group}_{split}.tsv"
+        conda:
+            "../../envs/pipeline.yaml"
+        params:
+            split=split,
+            group=group,
+            fmt=config["assets"][f"{group}_datasets"][split]["format"],
+            settings=config["open_world"]["images"][group][split],
+            size=lookup(dpath="open_world/images/size", within=config),
+            focal_range=lookup(dpath="open_world/images/focal_range", within=config),
+            height_range=lookup(
+                dpath="open_world/images/person_height_range", within=config
+            ),
+            noise=lookup(dpath="open_world/parser_noise", within=config),
+            seed=lookup(dpath="seed", within=config),
+        script:
+            "../scripts/make_images.py"

@@ -1,0 +1,253 @@
+"""Open-world image datasets written in the real formats (COCO-EFT JSON, SPIN npz).
+
+Each image shows one dressed person at a random camera, light and procedural background; a configurable
+fraction adds a second, partial person and an occluding box. Alongside every image the world writes what
+a human parser would output: the ground-truth CIHP label map (``labels_gt/``) and the same map passed
+through the parser-noise model (``labels/``), as Graphonomy-palette PNGs. The distractor person is
+labelled too, as a real parser would label every person.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy.spatial.transform import Rotation
+from tqdm import tqdm
+
+from pipeline.body.model import BodyModel
+from pipeline.io.eft_json import write_eft_json
+from pipeline.io.spin_npz import PersonDataset, empty_arrays, write_spin_npz
+from pipeline.parsing.labels import CIHP_LABELS, NUM_LABELS, PALETTE
+from pipeline.render.offscreen import Camera, Lighting, MeshData, SceneRenderer, intrinsics, look_at, render_label_map
+from pipeline.runtime import stage_seed
+from pipeline.world.backgrounds import random_background
+from pipeline.world.keypoints import OP_FEET, OPENPOSE_FROM_PART, PELVIS_MPII, foot_points, keypoint_bbox
+from pipeline.world.parser_noise import ParserNoise, apply_parser_noise
+from pipeline.world.scans import Person, make_person
+
+log = logging.getLogger(__name__)
+
+#: Which SPIN keys each kind of split carries (as the real files do; see DSR_SPIN_EFT_NOTES C.1).
+SPLIT_KEYS: dict[str, tuple[str, ...]] = {
+    "train": ("part", "openpose", "S", "pose", "shape", "has_smpl"),
+    "train_gendered": ("part", "openpose", "S", "pose", "shape", "has_smpl", "gender"),
+    "test_smpl": ("part", "pose", "shape", "gender"),
+    "test_joints": ("part", "S"),
+}
+OPENPOSE_NOISE_PX = 1.5
+JPEG_QUALITY = 92
+#: Fraction of samples keeping SMPL parameters in MPI-INF-3DHP-style splits (static fits, as in SPIN).
+PARTIAL_SMPL_FRACTION = 0.6
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """One generated split: its name, size, clutter, file format and key set."""
+
+    name: str
+    count: int
+    distractor_prob: float
+    occluder_prob: float
+    fmt: str  # "eft_json" or "spin_npz"
+    keys: str  # a key of SPLIT_KEYS
+    partial_smpl: bool = False
+    image_folder: str = ""  # sub-folder of the image root (COCO: train2014)
+
+
+def split_spec(name: str, group: str, settings: dict, fmt: str) -> SplitSpec:
+    """The spec of a configured split: key sets follow the real file of the same name."""
+    if group == "train":
+        keys = "train_gendered" if name == "3dpw" else "train"
+    else:
+        keys = "test_smpl" if name == "3dpw" else "test_joints"
+    return SplitSpec(name=name, count=int(settings["count"]), distractor_prob=float(settings["distractor_prob"]),
+                     occluder_prob=float(settings["occluder_prob"]), fmt=fmt, keys=keys,
+                     partial_smpl=(group == "train" and name == "mpi_inf_3dhp"),
+                     image_folder="train2014" if fmt == "eft_json" else "")
+
+
+def _box_mesh(centre: np.ndarray, size: np.ndarray, yaw: float) -> tuple[np.ndarray, np.ndarray]:
+    import trimesh
+
+    box = trimesh.creation.box(extents=size)
+    rot = Rotation.from_rotvec([0.0, yaw, 0.0]).as_matrix()
+    return box.vertices @ rot.T + centre, np.asarray(box.faces)
+
+
+def _place_camera(person: Person, rng: np.random.Generator, size: int, focal_range: tuple[float, float],
+                  height_range: tuple[float, float]) -> Camera:
+    v = person.body_vertices
+    lo, hi = v.min(0), v.max(0)
+    centre = (lo + hi) / 2
+    height = hi[1] - lo[1]
+    focal = rng.uniform(*focal_range) * size
+    frac = rng.uniform(*height_range)
+    distance = focal * height / (frac * size) + 0.3
+    azim = rng.uniform(-np.pi, np.pi)
+    elev = np.deg2rad(rng.uniform(-8, 25))
+    target = centre + rng.uniform(-0.08, 0.08, 3) * height
+    eye = target + distance * np.array([np.cos(elev) * np.sin(azim), np.sin(elev), np.cos(elev) * np.cos(azim)])
+    R, t = look_at(eye, target)
+    return Camera(intrinsics(focal, size, size), R, t, size, size)
+
+
+def _person_mesh(p: Person) -> MeshData:
+    return MeshData(p.scan_vertices, p.faces, p.clothed.vertex_colors, p.clothed.face_label)
+
+
+@dataclass
+class RenderedSample:
+    """One generated image with its annotations (model/world frame -> camera via ``camera``)."""
+
+    rgb: np.ndarray
+    labels_gt: np.ndarray
+    person_mask: np.ndarray  # the main person's own silhouette (ignoring occlusion)
+    visible_mask: np.ndarray  # pixels where the main person is the nearest surface
+    camera: Camera
+    person: Person
+    joints_spin: np.ndarray  # (24, 3) world
+    feet: np.ndarray  # (6, 3) world
+
+
+def render_sample(models: dict[str, BodyModel], renderer: SceneRenderer, spec: SplitSpec, rng: np.random.Generator,
+                  size: int, focal_range: tuple[float, float], height_range: tuple[float, float]) -> RenderedSample:
+    """Generate and render one image of the split."""
+    person = make_person(models, rng)
+    camera = _place_camera(person, rng, size, focal_range, height_range)
+    meshes = [_person_mesh(person)]
+    right = camera.R[0]
+    height = np.ptp(person.body_vertices[:, 1])
+    if rng.random() < spec.distractor_prob:
+        side = rng.choice([-1.0, 1.0])
+        offset = right * side * rng.uniform(0.55, 0.9) * height + camera.R[2] * rng.uniform(-0.3, 0.8)
+        other = make_person(models, rng, transl=offset)
+        meshes.append(_person_mesh(other))
+    if rng.random() < spec.occluder_prob:
+        cam_dir = person.body_vertices.mean(0) - camera.centre
+        cam_dir /= np.linalg.norm(cam_dir)
+        centre = person.body_vertices.mean(0) - cam_dir * rng.uniform(0.4, 0.8)
+        centre = centre + right * rng.uniform(-0.35, 0.35) * height + np.array([0.0, rng.uniform(-0.45, 0.0) * height, 0.0])
+        verts, faces = _box_mesh(centre, rng.uniform([0.15, 0.25, 0.1], [0.45, 0.7, 0.3]), rng.uniform(0, np.pi))
+        colour = np.tile(np.r_[rng.integers(30, 230, 3), 255], (len(verts), 1)).astype(np.uint8)
+        meshes.append(MeshData(verts, faces, colour, np.zeros(len(faces), dtype=np.uint8), smooth=False))
+    lighting = Lighting(direction=np.array([rng.uniform(-1, 1), rng.uniform(-1, -0.2), rng.uniform(-1, 1)]),
+                        intensity=rng.uniform(2.0, 5.0), ambient=rng.uniform(0.25, 0.5),
+                        color=rng.uniform(0.85, 1.0, 3))
+    background = random_background(size, size, rng)
+    rgb, _ = renderer.render_rgb(meshes, camera, lighting, background)
+    labels, owner = render_label_map(meshes, camera, renderer=renderer)
+    own, _ = render_label_map(meshes[:1], camera, renderer=renderer)
+    model = models[person.gender]
+    joints_spin = np.einsum("jv,vc->jc", model.spin_regressor.numpy(), person.body_vertices)
+    with torch.no_grad():
+        posed = model(betas=torch.as_tensor(person.betas[None], dtype=torch.float32),
+                      body_pose=torch.as_tensor(person.body_pose[None], dtype=torch.float32),
+                      global_orient=torch.as_tensor(person.global_orient[None], dtype=torch.float32),
+                      transl=torch.as_tensor(person.transl[None], dtype=torch.float32)).joints[0].numpy()
+    feet = foot_points(person.body_vertices, model.vertex_part.numpy(), posed)
+    return RenderedSample(rgb=rgb, labels_gt=labels, person_mask=own > 0, visible_mask=owner == 0,
+                          camera=camera, person=person, joints_spin=joints_spin, feet=feet)
+
+
+def annotate(sample: RenderedSample, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """SPIN-convention annotations of the main person: part, openpose, S, pose, shape, centre, scale."""
+    cam, size = sample.camera, sample.camera.width
+    uv, z = cam.project(sample.joints_spin)
+    inside = (uv >= 0).all(1) & (uv < size).all(1) & (z > 0)
+    pix = np.clip(np.floor(uv).astype(int), 0, size - 1)
+    visible = inside & sample.visible_mask[pix[:, 1], pix[:, 0]]
+    part = np.c_[uv, visible.astype(np.float64)]
+    openpose = np.zeros((25, 3))
+    for k, src in enumerate(OPENPOSE_FROM_PART):
+        if src >= 0:
+            openpose[k] = part[src]
+    fuv, fz = cam.project(sample.feet)
+    finside = (fuv >= 0).all(1) & (fuv < size).all(1) & (fz > 0)
+    fpix = np.clip(np.floor(fuv).astype(int), 0, size - 1)
+    fvis = finside & sample.visible_mask[fpix[:, 1], fpix[:, 0]]
+    openpose[list(OP_FEET)] = np.c_[fuv, fvis.astype(np.float64)]
+    detected = openpose[:, 2] > 0
+    openpose[detected, :2] += rng.normal(0, OPENPOSE_NOISE_PX, (detected.sum(), 2))
+    openpose[detected, 2] = rng.uniform(0.45, 0.95, detected.sum())
+    joints_cam = sample.joints_spin @ cam.R.T + cam.t
+    S = np.c_[joints_cam - joints_cam[PELVIS_MPII], np.ones(24)]
+    rot_cam = Rotation.from_matrix(cam.R) * Rotation.from_rotvec(sample.person.global_orient)
+    pose = np.r_[rot_cam.as_rotvec(), sample.person.body_pose]
+    box_kp = np.c_[uv, inside.astype(np.float64)]
+    centre, scale = keypoint_bbox(box_kp if inside.any() else np.c_[uv, np.ones(24)])
+    return {"part": part, "openpose": openpose, "S": S, "pose": pose, "shape": sample.person.betas,
+            "center": centre, "scale": np.float64(scale)}
+
+
+def save_palette_png(labels: np.ndarray, path: Path) -> None:
+    """Write a (H, W) uint8 CIHP label map as a Graphonomy-palette PNG (mode P)."""
+    img = Image.fromarray(labels.astype(np.uint8), mode="P")
+    pal = np.zeros((256, 3), dtype=np.uint8)
+    pal[:NUM_LABELS] = PALETTE
+    img.putpalette(pal.ravel().tolist())
+    img.save(path)
+
+
+def label_root(image_root: str | Path, exact: bool = False) -> Path:
+    """Where the open world keeps the parser-like label maps of an image root (``labels`` / ``labels_gt``)."""
+    return Path(image_root).parent / ("labels_gt" if exact else "labels")
+
+
+def make_image_split(
+    body_model_dir: str | Path,
+    joint_regressors: str | Path,
+    annotations: str | Path,
+    image_root: str | Path,
+    spec: SplitSpec,
+    *,
+    size: int,
+    focal_range: tuple[float, float],
+    person_height_range: tuple[float, float],
+    noise: ParserNoise,
+    seed: int,
+    progress: bool = True,
+) -> dict[str, object]:
+    """Generate one split: JPEG images, palette label maps and the annotation file in the real format."""
+    image_root = Path(image_root)
+    folders = {k: d / spec.image_folder for k, d in (("img", image_root), ("lab", label_root(image_root)),
+                                                      ("gt", label_root(image_root, exact=True)))}
+    for d in folders.values():
+        d.mkdir(parents=True, exist_ok=True)
+    models = {g: BodyModel(body_model_dir, gender=g, joint_regressors=joint_regressors) for g in ("male", "female")}
+    n = spec.count
+    arrays = empty_arrays(n)
+    names, centers, scales = [], np.zeros((n, 2)), np.zeros(n)
+    label_pixels = np.zeros(NUM_LABELS, dtype=np.int64)
+    with SceneRenderer(size, size) as renderer:
+        for i in tqdm(range(n), desc=f"make_images {spec.name}", unit="img", disable=not progress):
+            rng = np.random.default_rng(stage_seed(seed, "image", spec.name, str(i)))
+            sample = render_sample(models, renderer, spec, rng, size, focal_range, person_height_range)
+            ann = annotate(sample, rng)
+            stem = f"{spec.name}_{i:05d}"
+            Image.fromarray(sample.rgb).save(folders["img"] / f"{stem}.jpg", quality=JPEG_QUALITY)
+            save_palette_png(sample.labels_gt, folders["gt"] / f"{stem}.png")
+            save_palette_png(apply_parser_noise(sample.labels_gt, noise, rng), folders["lab"] / f"{stem}.png")
+            label_pixels += np.bincount(sample.labels_gt.ravel(), minlength=NUM_LABELS)
+            names.append(f"{spec.image_folder}/{stem}.jpg" if spec.image_folder else f"{stem}.jpg")
+            for key in ("part", "openpose", "S", "pose", "shape"):
+                arrays[key][i] = ann[key]
+            centers[i], scales[i] = ann["center"], ann["scale"]
+            arrays["has_smpl"][i] = not spec.partial_smpl or rng.random() < PARTIAL_SMPL_FRACTION
+            arrays["gender"][i] = "m" if sample.person.gender == "male" else "f"
+    data = PersonDataset(imgname=np.array(names), center=centers, scale=scales, **arrays)
+    Path(annotations).parent.mkdir(parents=True, exist_ok=True)
+    if spec.fmt == "eft_json":
+        write_eft_json(annotations, data)
+    elif spec.fmt == "spin_npz":
+        write_spin_npz(annotations, data, keys=SPLIT_KEYS[spec.keys])
+    else:
+        raise ValueError(f"unknown annotation format {spec.fmt!r}; allowed: eft_json, spin_npz")
+    summary = {"split": spec.name, "count": n, "label_pixels": {CIHP_LABELS[k]: int(c) for k, c in enumerate(label_pixels)}}
+    (image_root.parent / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

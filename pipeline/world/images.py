@@ -187,7 +187,7 @@ def annotate(sample: RenderedSample, rng: np.random.Generator) -> dict[str, np.n
 
 def save_palette_png(labels: np.ndarray, path: Path) -> None:
     """Write a (H, W) uint8 CIHP label map as a Graphonomy-palette PNG (mode P)."""
-    img = Image.fromarray(labels.astype(np.uint8), mode="P")
+    img = Image.fromarray(labels.astype(np.uint8))  # mode L; putpalette turns it into P
     pal = np.zeros((256, 3), dtype=np.uint8)
     pal[:NUM_LABELS] = PALETTE
     img.putpalette(pal.ravel().tolist())

@@ -25,7 +25,11 @@ def get_final_targets():
     """Default targets: the furthest products of the stages that exist."""
     return [
         "results/body/body_model_check.json",
-        "resources/scans/summary.json" if config["world"] == "open" else [],
+        "results/world/contact_sheet.png" if config["world"] == "open" else [],
+        [
+            config["assets"][f"{g}_datasets"][s]["annotations"]
+            for g, s in get_open_splits()
+        ],
     ]
 
 

@@ -94,3 +94,26 @@ for group, split in get_open_splits():
             seed=lookup(dpath="seed", within=config),
         script:
             "../scripts/make_images.py"
+
+
+rule plot_world:
+    input:
+        scans=rules.make_scans.output.summary,
+        annotations=config["assets"]["train_datasets"]["coco_eft"]["annotations"],
+        images=config["assets"]["train_datasets"]["coco_eft"]["images"],
+        code=code("world/contact_sheet.py"),
+    output:
+        report(
+            "results/world/contact_sheet.png",
+            caption="../report/world.rst",
+            category="Open world",
+        ),
+    log:
+        "logs/world/plot_world.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        scans=get_scan_names()[:16],
+        fmt=config["assets"]["train_datasets"]["coco_eft"]["format"],
+    script:
+        "../scripts/plot_world.py"

@@ -26,6 +26,8 @@ def get_final_targets():
     return [
         "results/body/body_model_check.json",
         "results/world/contact_sheet.png" if config["world"] == "open" else [],
+        "results/prior/prior_views.png",
+        "results/prior/prior_quality.json" if config["world"] == "open" else [],
         [
             config["assets"][f"{g}_datasets"][s]["annotations"]
             for g, s in get_open_splits()
@@ -48,3 +50,25 @@ def get_label_root(group, split, exact=False):
     """Folder of the parser-like label maps generated beside a split's image root."""
     images = Path(config["assets"][f"{group}_datasets"][split]["images"])
     return str(images.parent / ("labels_gt" if exact else "labels"))
+
+
+def get_scan_file(ext):
+    """Input function: a scan's file ({scan}.obj, {scan}.pkl, {scan}.labels.npy) in assets.scans."""
+    return lambda wildcards: str(
+        Path(config["assets"]["scans"]) / f"{wildcards.scan}.{ext}"
+    )
+
+
+def get_scan_parser_inputs(wildcards):
+    """What the configured scan parser reads besides the views: the scan's labels or the checkpoint."""
+    if config["prior"]["parser"]["backend"] == "rendered":
+        return {
+            "scan_obj": get_scan_file("obj")(wildcards),
+            "scan_labels": get_scan_file("labels.npy")(wildcards),
+        }
+    return {"checkpoint": config["assets"]["graphonomy_checkpoint"]}
+
+
+def get_parser_noise():
+    """Parser-noise settings (used by the rendered backend only)."""
+    return config["open_world"]["parser_noise"]

@@ -117,3 +117,18 @@ rule plot_world:
         fmt=config["assets"]["train_datasets"]["coco_eft"]["format"],
     script:
         "../scripts/plot_world.py"
+
+
+rule check_prior_quality:
+    input:
+        prior=rules.accumulate_prior.output.prior,
+        labels=expand("resources/scans/{scan}.labels.npy", scan=get_scan_names()),
+        code=code("world/prior_quality.py"),
+    output:
+        "results/prior/prior_quality.json",
+    log:
+        "logs/world/check_prior_quality.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/check_prior_quality.py"

@@ -1,0 +1,26 @@
+"""Parse one scan's views and count its visible body faces' labels (rule parse_scan_views)."""
+
+from pathlib import Path
+
+from pipeline.body.model import BodyModel
+from pipeline.prior.parse import ParserSettings, parse_scan_views
+from pipeline.runtime import resolve_device, setup_logging, stage_seed
+from pipeline.world.parser_noise import ParserNoise
+
+log = setup_logging(snakemake.log[0])
+p = snakemake.params
+num_faces = BodyModel(Path(snakemake.input.models[0]).parent).num_faces
+settings = ParserSettings(p.parser["backend"], tuple(p.parser["scales"]), p.parser["flip"], resolve_device(p.device))
+summary = parse_scan_views(
+    snakemake.input.views,
+    snakemake.output.labels,
+    snakemake.output.counts,
+    num_faces,
+    settings,
+    seed=stage_seed(p.seed, "parse", snakemake.wildcards.scan),
+    checkpoint=snakemake.input.get("checkpoint"),
+    scan_obj=snakemake.input.get("scan_obj"),
+    scan_labels=snakemake.input.get("scan_labels"),
+    noise=ParserNoise.from_config(p.noise),
+)
+log.info("%s: %s", snakemake.wildcards.scan, summary)

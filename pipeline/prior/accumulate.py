@@ -5,7 +5,8 @@ pixels. Counting those over views and scans gives ``face_counts`` (F, 20); the p
 count over all non-background counts, then a small background probability is mixed in. Part-cleaning rules
 (data, from config) zero labels that are implausible for a body part (a leg vertex whose most likely label
 is an arm label). Vertices never observed get the average of their observed neighbours (diffusion over the
-mesh), never a silent zero.
+mesh); mesh components never seen at all (eyes, mouth interior) get their body part's mean, never a
+silent zero.
 """
 
 from __future__ import annotations
@@ -109,9 +110,19 @@ def diffuse_unobserved(prob: np.ndarray, observed: np.ndarray, adjacency: scipy.
         prob[newly] = sums[newly] / n_known[newly, None]
         known |= newly
         sweeps += 1
-    if not known.all():
-        log.warning("%d vertices are not connected to any observed vertex; their prior stays 0", int((~known).sum()))
     return prob, sweeps
+
+
+def fill_by_part(prob: np.ndarray, filled: np.ndarray, part: np.ndarray) -> tuple[np.ndarray, int]:
+    """Rows still empty after diffusion (mesh components never seen, e.g. eyes or mouth interior) get the mean
+    of the filled rows of the same body part (or of all filled rows). Returns the prob and how many rows."""
+    prob = prob.copy()
+    empty = ~filled
+    for p in np.unique(part[empty]):
+        rows = empty & (part == p)
+        donors = filled & (part == p)
+        prob[rows] = prob[donors].mean(0) if donors.any() else prob[filled].mean(0)
+    return prob, int(empty.sum())
 
 
 def apply_cleaning(prob: np.ndarray, part: np.ndarray, rules: list[CleaningRule], background_prob: float) -> tuple[np.ndarray, dict[str, int]]:
@@ -156,6 +167,7 @@ def build_prior(
     vprob, vobs = _normalise(vertex_counts, background_prob)
     vprob, vtouched = apply_cleaning(vprob, vertex_part, rules, background_prob)
     vprob, sweeps = diffuse_unobserved(vprob, vobs, vertex_adjacency(faces, num_vertices))
+    vprob, by_part = fill_by_part(vprob, vprob.sum(1) > 0, vertex_part)
     fprob, fobs = _normalise(face_counts, background_prob)
     face_part = np.array([np.bincount(p, minlength=24).argmax() for p in vertex_part[faces]])
     fprob, ftouched = apply_cleaning(fprob, face_part, rules, background_prob)
@@ -166,6 +178,7 @@ def build_prior(
         "observed_vertices": int(vobs.sum()),
         "observed_faces": int(fobs.sum()),
         "diffusion_sweeps": sweeps,
+        "filled_by_part_mean": by_part,
         "cleaning_vertices_touched": vtouched,
         "cleaning_faces_touched": ftouched,
         "background_prob": background_prob,

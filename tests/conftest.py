@@ -47,7 +47,7 @@ def tiny_smpl() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def open_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """The open body model, built once per session (≈5 s): (folder, build report)."""
+    """The open body model, built once per session (≈10 s): (folder, build report)."""
     from pipeline.body.anny_build import build_open_body_model
 
     out = tmp_path_factory.mktemp("body_models")

@@ -11,7 +11,7 @@ Meshes: a synthetic body (a union of six ellipsoids, 13,800 faces, filling ~40 %
 present, the open body model ``resources/body_models/SMPL_NEUTRAL.npz`` (27.4K faces, T-pose); ``--mesh PATH``
 adds an SMPL-format ``.npz``/``.pkl``-as-npz (``v_template``, ``f``) or an ``.obj``.
 
-Run: .venv/bin/python benchmarks/bench_soft_renderer.py [--skip-pytorch3d] [--device cuda] [--threads 2]
+Run: .venv/bin/python benchmarks/bench_render.py [--skip-pytorch3d] [--device cuda] [--threads 2]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Differentiable semantic renderer (pipeline.render.soft) and the SPIN camera (pipeline.render.camera).
 
 Small scenes only: the ``dense`` backend is the oracle for ``pairs``; analytic values for single faces; pytorch3d
-as an independent cross-check. Throughput lives in benchmarks/bench_soft_renderer.py.
+as an independent cross-check. Throughput lives in benchmarks/bench_render.py.
 """
 
 from __future__ import annotations

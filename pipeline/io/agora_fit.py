@@ -19,6 +19,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 NUM_BETAS = 10
+#: Keys only SMPL-X fits carry.
+SMPLX_ONLY_KEYS = ("left_hand_pose", "right_hand_pose", "jaw_pose", "leye_pose", "reye_pose", "expression")
 
 
 class AgoraFitError(ValueError):
@@ -70,6 +72,10 @@ def read_agora_fit(path: str | Path) -> AgoraFit:
             data = _CpuUnpickler(fh, encoding="latin1").load()
     except (OSError, pickle.UnpicklingError, EOFError) as exc:
         raise AgoraFitError(f"{path}: cannot read the SMPL fit ({exc}); expected an AGORA smpl_gt .pkl") from exc
+    if isinstance(data, dict) and any(k in data for k in SMPLX_ONLY_KEYS):
+        raise AgoraFitError(f"{path}: an SMPL-X fit (keys {sorted(k for k in SMPLX_ONLY_KEYS if k in data)}); this "
+                            "pipeline needs SMPL fits: use AGORA's smpl_gt files, or convert with smplx's "
+                            "transfer_model (python -m transfer_model --exp-cfg config_files/smplx2smpl.yaml)")
     aliases = {"global_orient": ("global_orient", "root_pose"), "transl": ("transl", "translation")}
     values: dict[str, Any] = {}
     for key in ("betas", "global_orient", "body_pose", "transl"):

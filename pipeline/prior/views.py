@@ -70,6 +70,19 @@ def scan_cameras(body_vertices: np.ndarray, settings: ViewSettings, rng: np.rand
                         (lo + hi) / 2, focal, settings.image_size, rng)
 
 
+def scan_unit_scale(scan_vertices: np.ndarray, body_vertices: np.ndarray, path: str | Path) -> float:
+    """1.0 for scans in metres, 0.01 for vendor OBJs in centimetres (detected by height against the fit)."""
+    scan_h = float(np.ptp(scan_vertices[:, 1]))
+    body_h = float(np.ptp(body_vertices[:, 1]))
+    if 50.0 < scan_h / body_h < 200.0:
+        log.info("%s: scan is %.0f units tall against a %.2f m fit: reading it in centimetres", path, scan_h, body_h)
+        return 0.01
+    if not 0.5 < scan_h / body_h < 2.0:
+        raise ValueError(f"{path}: scan height {scan_h:.3g} does not match its SMPL fit ({body_h:.2f} m) in metres or "
+                         "centimetres; check that the .pkl fit belongs to this scan and is in the scan's frame")
+    return 1.0
+
+
 def render_scan_views(
     scan_obj: str | Path,
     fit_pkl: str | Path,
@@ -86,6 +99,7 @@ def render_scan_views(
         raise ValueError(f"{scan_obj}: the scan has no vertex colours (textured scans: bake the texture to vertex "
                          "colours first, e.g. trimesh's visual.to_color())")
     body_v, body_f = fitted_body(fit_pkl, body_model_dir)
+    scan_v = np.asarray(mesh.vertices, dtype=np.float64) * scan_unit_scale(np.asarray(mesh.vertices), body_v, scan_obj)
     rng = np.random.default_rng(seed)
     cams = scan_cameras(body_v, settings, rng)
     size = settings.image_size
@@ -94,7 +108,7 @@ def render_scan_views(
     face_id = np.zeros((len(cams), size, size), np.int32)
     with SceneRenderer(size, size) as renderer:
         for k, cam in enumerate(cams):
-            rgb[k], _ = renderer.render_rgb([(np.asarray(mesh.vertices), np.asarray(mesh.faces), colors)], cam,
+            rgb[k], _ = renderer.render_rgb([(scan_v, np.asarray(mesh.faces), colors)], cam,
                                             background=background)
             face_id[k] = render_face_ids(body_v, body_f, cam, size, size, renderer=renderer)
     ray_ids, _ = raycast_face_ids(body_v, body_f, cams[0], size, size)

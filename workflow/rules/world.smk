@@ -123,6 +123,7 @@ rule check_prior_quality:
     input:
         prior=rules.accumulate_prior.output.prior,
         labels=expand("resources/scans/{scan}.labels.npy", scan=get_scan_names()),
+        models=rules.build_body_model.output.models,
         code=code("world/prior_quality.py"),
     output:
         "results/prior/prior_quality.json",

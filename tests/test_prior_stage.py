@@ -92,3 +92,20 @@ def test_noise_free_prior_matches_garment_ground_truth(prior_run: dict) -> None:
     report = prior_quality(prior.vertex_prob, prior.vertex_counts, body.faces.numpy(), files)
     print(f"top-1 agreement {report['top1_agreement']:.4f} over {report['vertices_seen']} vertices")
     assert report["vertices_seen"] > 3000 and report["top1_agreement"] >= 0.90
+
+
+def test_graphonomy_backend_parses_scan_views(prior_run: dict, tmp_path: Path) -> None:
+    """The graphonomy backend behind the same interface (random weights: labels are arbitrary but valid)."""
+    from pipeline.parsing.graphonomy import write_random_checkpoint
+
+    ckpt = tmp_path / "universal_trained.pth"
+    write_random_checkpoint(ckpt, seed=0)
+    root, body = prior_run["root"], prior_run["body"]
+    small = {k: v[:1] for k, v in np.load(root / "scan_0000.views.npz").items() if k in ("rgb", "face_id", "K", "R", "t")}
+    small["rgb"], small["face_id"] = small["rgb"][:, ::4, ::4], small["face_id"][:, ::4, ::4]
+    np.savez(tmp_path / "views.npz", **small)
+    summary = parse_scan_views(tmp_path / "views.npz", tmp_path / "p.npz", tmp_path / "c.npz", body.num_faces,
+                               ParserSettings("graphonomy", scales=(1.0,), flip=True), seed=0, checkpoint=str(ckpt))
+    labels = np.load(tmp_path / "p.npz")["labels"]
+    assert labels.shape == (1, 64, 64) and labels.max() < 20
+    assert summary["labelled_face_pixels"] == int((small["face_id"] >= 0).sum())

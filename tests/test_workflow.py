@@ -49,3 +49,12 @@ def test_missing_real_asset_fails_at_dag_build(tmp_path: Path) -> None:
     res = _run("snakemake", "-n", "--configfile", str(cfg))
     assert res.returncode != 0
     assert "assets.body_models" in res.stdout + res.stderr and "smpl.is.tue.mpg.de" in res.stdout + res.stderr
+
+
+def test_graphonomy_backend_without_checkpoint_fails_at_dag_build(tmp_path: Path) -> None:
+    cfg = tmp_path / "g.yaml"
+    cfg.write_text("prior:\n  parser:\n    backend: graphonomy\n")
+    res = _run("snakemake", "-n", "--configfile", str(cfg))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "assets.graphonomy_checkpoint" in out and "universal_trained.pth" in out

@@ -72,3 +72,16 @@ def get_scan_parser_inputs(wildcards):
 def get_parser_noise():
     """Parser-noise settings (used by the rendered backend only)."""
     return config["open_world"]["parser_noise"]
+
+
+def check_parser_checkpoints():
+    """A graphonomy parser without its checkpoint stops the run at DAG-build time, naming the key."""
+    if config["prior"]["parser"]["backend"] == "graphonomy":
+        from pipeline.parsing.infer import check_checkpoint
+
+        check_checkpoint(
+            config["assets"]["graphonomy_checkpoint"], "assets.graphonomy_checkpoint"
+        )
+
+
+check_parser_checkpoints()

@@ -1,0 +1,475 @@
+"""Evaluation outputs: one-row-per-run CSVs, per-joint CSVs and a self-contained static HTML report.
+
+* ``results/eval_<dataset>.csv``: one row per evaluated run, columns :data:`EVAL_COLUMNS` first (``run,
+  dataset, world, n, mpjpe_mm, pa_mpjpe_mm, pve_mm``) then any provenance columns (git SHA, checkpoint,
+  seed, ...) in order of first appearance.
+* ``results/eval_<dataset>_per_joint.csv`` (:func:`per_joint_csv_path`): long format, one row per run and
+  joint, columns :data:`PER_JOINT_COLUMNS`.
+* :func:`build_html_report`: one HTML file with every image embedded as base64 (no external files), a
+  results table across datasets and runs, per-joint bar charts, figures (PNG/JPEG/SVG files, or training
+  curves drawn from CSV/TSV logs) and optional image grids of predictions.
+
+Every file is written atomically (temporary file in the same folder, then ``os.replace``), so a crash never
+leaves a half-written CSV or report. Matplotlib is used through :class:`matplotlib.figure.Figure` only, so
+importing this module selects no backend.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from pipeline.evaluate.protocols import EvalResult
+
+#: Leading columns of every ``eval_*.csv`` (provenance columns follow).
+EVAL_COLUMNS: tuple[str, ...] = ("run", "dataset", "world", "n", "mpjpe_mm", "pa_mpjpe_mm", "pve_mm")
+#: Columns of every per-joint CSV.
+PER_JOINT_COLUMNS: tuple[str, ...] = ("run", "dataset", "world", "joint", "mpjpe_mm", "pa_mpjpe_mm")
+#: Suffix appended to an eval CSV's stem for its per-joint sibling.
+PER_JOINT_SUFFIX: str = "_per_joint"
+#: Columns that identify a row; duplicates are an error.
+EVAL_KEY: tuple[str, ...] = ("run", "dataset")
+PER_JOINT_KEY: tuple[str, ...] = ("run", "dataset", "joint")
+#: Metric columns shown with :data:`MM_DECIMALS` decimals in the report.
+MM_COLUMNS: tuple[str, ...] = ("mpjpe_mm", "pa_mpjpe_mm", "pve_mm")
+MM_DECIMALS: int = 1
+#: Human-readable headers of the report's results table.
+COLUMN_TITLES: dict[str, str] = {
+    "mpjpe_mm": "MPJPE (mm)",
+    "pa_mpjpe_mm": "PA-MPJPE (mm)",
+    "pve_mm": "PVE (mm)",
+}
+#: Image types embedded as they are, by suffix.
+IMAGE_MIME: dict[str, str] = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".svg": "image/svg+xml",
+    ".gif": "image/gif",
+}
+#: Tables drawn as training curves, by suffix, with their separator.
+CURVE_TABLES: dict[str, str] = {".csv": ",", ".tsv": "\t"}
+#: Candidate x-axis columns of a training log, in order of preference.
+CURVE_X_COLUMNS: tuple[str, ...] = ("step", "iteration", "iter", "global_step", "epoch")
+FIGURE_DPI: int = 110
+CURVE_PANEL_SIZE_IN: tuple[float, float] = (3.6, 2.6)
+CURVE_MAX_COLUMNS: int = 3
+BAR_FIGURE_HEIGHT_IN: float = 3.2
+BAR_WIDTH_PER_JOINT_IN: float = 0.55
+#: Width of one thumbnail of an image grid, CSS pixels.
+GRID_THUMB_PX: int = 220
+#: Placeholder for a missing number in the report.
+MISSING: str = "—"
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{{ title }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; }
+th { background: #f2f2f2; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: 1.5em 0; }
+figcaption { font-size: 0.9em; color: #555; }
+img.plot { max-width: 100%; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax({{ thumb_px }}px, 1fr)); gap: 0.5em; }
+.grid figure { margin: 0; }
+.grid img { width: 100%; }
+dl.prov { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; font-size: 0.85em; }
+dl.prov dt { font-weight: bold; }
+</style>
+</head>
+<body>
+<h1>{{ title }}</h1>
+{% if provenance %}
+<dl class="prov">{% for key, value in provenance %}<dt>{{ key }}</dt><dd>{{ value }}</dd>{% endfor %}</dl>
+{% endif %}
+<h2>Results</h2>
+{% if results %}
+<p>Errors in millimetres. MPJPE after pelvis alignment; PA-MPJPE after a per-sample similarity Procrustes
+alignment; PVE without alignment (3DPW only).</p>
+<table id="results">
+<thead><tr>{% for h in results.header %}<th>{{ h }}</th>{% endfor %}</tr></thead>
+<tbody>
+{% for row in results.rows %}<tr>{% for cell, numeric in row %}<td{% if numeric %} class="num"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}</tbody>
+</table>
+<p>Sources: {% for src in results.sources %}<code>{{ src }}</code>{% if not loop.last %}, {% endif %}{% endfor %}</p>
+{% else %}
+<p>No evaluation results.</p>
+{% endif %}
+{% if per_joint %}
+<h2>Per-joint errors</h2>
+{% for fig in per_joint %}
+<figure><img class="plot" alt="{{ fig.caption }}" src="{{ fig.src }}"><figcaption>{{ fig.caption }}</figcaption></figure>
+{% endfor %}
+{% endif %}
+{% if figures %}
+<h2>Figures</h2>
+{% for fig in figures %}
+<figure><img class="plot" alt="{{ fig.caption }}" src="{{ fig.src }}"><figcaption>{{ fig.caption }}</figcaption></figure>
+{% endfor %}
+{% endif %}
+{% if grids %}
+<h2>Predictions</h2>
+{% for grid in grids %}
+<h3>{{ grid.title }}</h3>
+<div class="grid">{% for img in grid.images %}
+<figure><img alt="{{ img.caption }}" src="{{ img.src }}"><figcaption>{{ img.caption }}</figcaption></figure>{% endfor %}
+</div>
+{% endfor %}
+{% endif %}
+</body>
+</html>
+"""
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+def _atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary sibling and ``os.replace``; create the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _cell(value: Any) -> str:
+    """CSV text of one value: floats with full precision (``repr``), ``nan`` for NaN, ``""`` for None."""
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return str(value)
+
+
+def _write_rows(
+    rows: Sequence[Mapping[str, Any]], path: str | Path, required: Sequence[str], key: Sequence[str]
+) -> Path:
+    columns = list(required)
+    seen: set[tuple[str, ...]] = set()
+    for i, row in enumerate(rows):
+        missing = [c for c in required if c not in row]
+        if missing:
+            raise ValueError(f"{path}: row {i} lacks columns {missing} (required: {list(required)})")
+        ident = tuple(_cell(row[c]) for c in key)
+        if ident in seen:
+            raise ValueError(f"{path}: duplicate row for {dict(zip(key, ident))}; each must appear once")
+        seen.add(ident)
+        columns.extend(c for c in row if c not in columns)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    return _atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+
+
+def write_eval_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write one row per (run, dataset): :data:`EVAL_COLUMNS` first, then extra (provenance) columns.
+
+    Args:
+        rows: mappings with at least :data:`EVAL_COLUMNS` (errors in mm, ``n`` an int); other keys become
+            extra columns in order of first appearance (empty where a row lacks them).
+        path: output CSV, e.g. ``results/eval_3dpw.csv``.
+
+    Returns:
+        ``path``. Raises ``ValueError`` on a row lacking a column or a duplicate (run, dataset).
+    """
+    return _write_rows(rows, path, EVAL_COLUMNS, EVAL_KEY)
+
+
+def per_joint_csv_path(eval_csv: str | Path) -> Path:
+    """The per-joint sibling of an eval CSV: ``results/eval_3dpw.csv`` → ``results/eval_3dpw_per_joint.csv``."""
+    eval_csv = Path(eval_csv)
+    return eval_csv.with_name(f"{eval_csv.stem}{PER_JOINT_SUFFIX}{eval_csv.suffix}")
+
+
+def write_per_joint_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write per-joint errors, one row per (run, dataset, joint), columns :data:`PER_JOINT_COLUMNS` first.
+
+    Args:
+        rows: e.g. from :func:`per_joint_rows`; errors in mm.
+        path: output CSV, normally :func:`per_joint_csv_path` of the eval CSV.
+    """
+    return _write_rows(rows, path, PER_JOINT_COLUMNS, PER_JOINT_KEY)
+
+
+def result_row(result: EvalResult, run: str, world: str, **provenance: Any) -> dict[str, Any]:
+    """One eval-CSV row for ``result``: run, dataset, world, n, the three errors (mm), then ``provenance``."""
+    summary = result.summary()
+    row: dict[str, Any] = {"run": run, "dataset": summary["dataset"], "world": world}
+    row.update({k: summary[k] for k in ("n", "mpjpe_mm", "pa_mpjpe_mm", "pve_mm")})
+    clash = sorted(set(provenance) & set(EVAL_COLUMNS))
+    if clash:
+        raise ValueError(f"provenance keys {clash} clash with the eval columns {list(EVAL_COLUMNS)}")
+    row.update(provenance)
+    return row
+
+
+def per_joint_rows(result: EvalResult, run: str, world: str) -> list[dict[str, Any]]:
+    """Per-joint CSV rows of ``result`` (mean MPJPE and PA-MPJPE of each joint over samples, mm)."""
+    return [
+        {"run": run, "dataset": result.dataset, "world": world, "joint": name,
+         "mpjpe_mm": float(result.per_joint_mpjpe_mm[j]), "pa_mpjpe_mm": float(result.per_joint_pa_mpjpe_mm[j])}
+        for j, name in enumerate(result.joint_names)
+    ]
+
+
+def save_result(result: EvalResult, path: str | Path) -> Path:
+    """Store a full :class:`EvalResult` (per-sample and per-joint arrays included) as an npz, atomically."""
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        dataset=np.array(result.dataset),
+        n=np.array(result.n),
+        scalars=np.array([result.mpjpe_mm, result.pa_mpjpe_mm, result.pve_mm]),
+        joint_names=np.array(result.joint_names),
+        per_joint_mpjpe_mm=result.per_joint_mpjpe_mm,
+        per_joint_pa_mpjpe_mm=result.per_joint_pa_mpjpe_mm,
+        per_sample_mpjpe_mm=result.per_sample_mpjpe_mm,
+        per_sample_pa_mpjpe_mm=result.per_sample_pa_mpjpe_mm,
+        per_sample_pve_mm=result.per_sample_pve_mm,
+    )
+    return _atomic_write_bytes(path, buf.getvalue())
+
+
+def load_result(path: str | Path) -> EvalResult:
+    """Read an :class:`EvalResult` written by :func:`save_result`."""
+    with np.load(path, allow_pickle=False) as z:
+        mpjpe_mm, pa_mpjpe_mm, pve_mm = (float(x) for x in z["scalars"])
+        return EvalResult(
+            dataset=str(z["dataset"]),
+            n=int(z["n"]),
+            mpjpe_mm=mpjpe_mm,
+            pa_mpjpe_mm=pa_mpjpe_mm,
+            pve_mm=pve_mm,
+            joint_names=tuple(str(s) for s in z["joint_names"]),
+            per_joint_mpjpe_mm=z["per_joint_mpjpe_mm"],
+            per_joint_pa_mpjpe_mm=z["per_joint_pa_mpjpe_mm"],
+            per_sample_mpjpe_mm=z["per_sample_mpjpe_mm"],
+            per_sample_pa_mpjpe_mm=z["per_sample_pa_mpjpe_mm"],
+            per_sample_pve_mm=z["per_sample_pve_mm"],
+        )
+
+
+# --------------------------------------------------------------------------------------------- figures
+
+
+def _figure_png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=FIGURE_DPI, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def plot_per_joint(per_joint: pd.DataFrame, dataset: str) -> bytes:
+    """Grouped bar chart (PNG bytes) of MPJPE and PA-MPJPE per joint, one bar colour per run.
+
+    Args:
+        per_joint: rows of one dataset with :data:`PER_JOINT_COLUMNS`.
+        dataset: shown in the title.
+    """
+    joints = list(dict.fromkeys(per_joint["joint"]))
+    runs = list(dict.fromkeys(per_joint["run"]))
+    width = max(6.0, BAR_WIDTH_PER_JOINT_IN * len(joints))
+    fig = Figure(figsize=(width, 2 * BAR_FIGURE_HEIGHT_IN))
+    axes = fig.subplots(2, 1, sharex=True)
+    x = np.arange(len(joints))
+    bar = 0.8 / max(len(runs), 1)
+    for ax, column in zip(axes, ("mpjpe_mm", "pa_mpjpe_mm")):
+        for k, run in enumerate(runs):
+            sub = per_joint[per_joint["run"] == run].set_index("joint")[column]
+            ax.bar(x - 0.4 + (k + 0.5) * bar, sub.reindex(joints).to_numpy(dtype=float), bar, label=str(run))
+        ax.set_ylabel(COLUMN_TITLES[column])
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_title(f"{dataset}: per-joint error")
+    axes[0].legend(fontsize="small", ncols=min(len(runs), 4))
+    axes[1].set_xticks(x, joints, rotation=45, ha="right", fontsize="small")
+    return _figure_png(fig)
+
+
+def plot_training_curves(table: str | Path) -> bytes:
+    """Training curves (PNG bytes) from a CSV/TSV log: one panel per numeric column against the step.
+
+    The x axis is the first of :data:`CURVE_X_COLUMNS` present (else the row number).
+    """
+    table = Path(table)
+    frame = pd.read_csv(table, sep=CURVE_TABLES[table.suffix.lower()])
+    x_name = next((c for c in CURVE_X_COLUMNS if c in frame.columns), None)
+    x = frame[x_name].to_numpy(dtype=float) if x_name else np.arange(len(frame), dtype=float)
+    series = [c for c in frame.columns if c != x_name and pd.api.types.is_numeric_dtype(frame[c])]
+    if not series:
+        raise ValueError(f"{table}: no numeric columns to plot as training curves (columns: {list(frame.columns)})")
+    ncols = min(CURVE_MAX_COLUMNS, len(series))
+    nrows = math.ceil(len(series) / ncols)
+    fig = Figure(figsize=(CURVE_PANEL_SIZE_IN[0] * ncols, CURVE_PANEL_SIZE_IN[1] * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, name in zip(axes, series):
+        y = frame[name].to_numpy(dtype=float)
+        ok = np.isfinite(y)
+        ax.plot(x[ok], y[ok], lw=1.2)
+        ax.set_title(name, fontsize="small")
+        ax.set_xlabel(x_name or "row", fontsize="small")
+        ax.grid(alpha=0.3)
+    for ax in axes[len(series):]:
+        ax.set_visible(False)
+    return _figure_png(fig)
+
+
+def _embed_figure(path: Path) -> str:
+    """Data URI of an image file, or of training curves drawn from a CSV/TSV log."""
+    if not path.is_file():
+        raise FileNotFoundError(f"report figure {path} does not exist; build it first or drop it from the report")
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_MIME:
+        return _data_uri(path.read_bytes(), IMAGE_MIME[suffix])
+    if suffix in CURVE_TABLES:
+        return _data_uri(plot_training_curves(path), IMAGE_MIME[".png"])
+    raise ValueError(
+        f"report figure {path}: unsupported type {suffix!r}; allowed: {sorted([*IMAGE_MIME, *CURVE_TABLES])}"
+    )
+
+
+# --------------------------------------------------------------------------------------------- report
+
+
+def _format_cell(column: str, value: Any) -> tuple[str, bool]:
+    """Display text of one results-table cell and whether it is numeric (right-aligned)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING, column in MM_COLUMNS
+    if column in MM_COLUMNS:
+        return f"{float(value):.{MM_DECIMALS}f}", True
+    if isinstance(value, (int, np.integer)):
+        return str(int(value)), True
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.4g}", True
+    return str(value), False
+
+
+def _read_eval_csvs(eval_csvs: Sequence[str | Path]) -> pd.DataFrame:
+    frames = []
+    for path in eval_csvs:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"evaluation table {path} does not exist; run its evaluate_* rule first")
+        frame = pd.read_csv(path, keep_default_na=False, na_values=["nan", "NaN", ""])
+        missing = [c for c in EVAL_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"evaluation table {path} lacks columns {missing}; write it with write_eval_csv")
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=list(EVAL_COLUMNS))
+    combined = pd.concat(frames, ignore_index=True, sort=False)
+    extra = [c for c in combined.columns if c not in EVAL_COLUMNS]
+    return combined[[*EVAL_COLUMNS, *extra]]
+
+
+def build_html_report(
+    eval_csvs: Sequence[str | Path],
+    figures: Mapping[str, str | Path],
+    out_path: str | Path,
+    title: str,
+    image_grids: Mapping[str, Sequence[str | Path]] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a self-contained static HTML report (every image inlined as base64).
+
+    Args:
+        eval_csvs: ``eval_*.csv`` files (:func:`write_eval_csv`); they form one results table, and each one's
+            per-joint sibling (:func:`per_joint_csv_path`), when present, gives a bar chart per dataset.
+        figures: caption → file. PNG/JPEG/SVG/GIF files are embedded as they are; a CSV/TSV log is drawn as
+            training curves (:func:`plot_training_curves`).
+        out_path: the HTML file to write.
+        title: page title.
+        image_grids: optional grid title → image files (e.g. predicted meshes over test images), shown as
+            thumbnails captioned with the file name.
+        provenance: optional key → value list shown under the title (git SHA, config, seed).
+
+    Returns:
+        ``out_path``. Raises ``FileNotFoundError`` naming any missing input.
+    """
+    table = _read_eval_csvs(eval_csvs)
+    results = None
+    if len(table):
+        rows = [
+            [_format_cell(c, None if pd.isna(v) else v) for c, v in zip(table.columns, record)]
+            for record in table.itertuples(index=False, name=None)
+        ]
+        results = {
+            "header": [COLUMN_TITLES.get(c, c) for c in table.columns],
+            "rows": rows,
+            "sources": [Path(p).name for p in eval_csvs],
+        }
+
+    per_joint = []
+    for path in eval_csvs:
+        pj_path = per_joint_csv_path(path)
+        if not pj_path.is_file():
+            continue
+        pj = pd.read_csv(pj_path, keep_default_na=False, na_values=["nan", "NaN", ""])
+        for dataset, sub in pj.groupby("dataset", sort=False):
+            per_joint.append({
+                "caption": f"{dataset}: MPJPE and PA-MPJPE per joint ({pj_path.name})",
+                "src": _data_uri(plot_per_joint(sub, str(dataset)), IMAGE_MIME[".png"]),
+            })
+
+    figs = [{"caption": caption, "src": _embed_figure(Path(p))} for caption, p in figures.items()]
+
+    grids = []
+    for grid_title, paths in (image_grids or {}).items():
+        images = []
+        for p in paths:
+            p = Path(p)
+            if not p.is_file():
+                raise FileNotFoundError(f"report image {p} (grid {grid_title!r}) does not exist")
+            mime = IMAGE_MIME.get(p.suffix.lower())
+            if mime is None:
+                raise ValueError(f"report image {p}: unsupported type {p.suffix!r}; allowed: {sorted(IMAGE_MIME)}")
+            images.append({"caption": p.name, "src": _data_uri(p.read_bytes(), mime)})
+        grids.append({"title": grid_title, "images": images})
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    html = env.from_string(_TEMPLATE).render(
+        title=title,
+        provenance=[(str(k), str(v)) for k, v in (provenance or {}).items()],
+        results=results,
+        per_joint=per_joint,
+        figures=figs,
+        grids=grids,
+        thumb_px=GRID_THUMB_PX,
+    )
+    return _atomic_write_bytes(out_path, html.encode("utf-8"))
+

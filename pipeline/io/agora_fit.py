@@ -1,45 +1,81 @@
 """AGORA SMPL fits (``{scan}.pkl``): the SMPL parameters of the body under a clothed scan.
 
-Keys (AGORA ``smpl_gt``): ``betas`` (1, 10), ``global_orient`` (1, 3), ``body_pose`` (1, 69), ``transl`` (1, 3),
-``gender``. Variants handled on read: old files name ``root_pose`` / ``translation``; poses may be rotation
-matrices ((1, 1, 3, 3) / (1, 23, 3, 3)); values may be torch tensors saved on CUDA (loaded on the CPU);
-kids' fits carry an 11th beta (the SMIL template blend), which SMPL-adult pipelines cannot use.
-Units: metres, in the scan's own frame (y up).
+Keys (AGORA ``smpl_gt``, ../shared/reference/GRAPHONOMY_AGORA_SMPL_NOTES.md B1): ``betas`` (1, 10),
+``global_orient`` (1, 3), ``body_pose`` (1, 69), ``transl`` (1, 3), ``gender``. Units: metres, in the scan's
+own frame (y up).
+
+Variants handled on read:
+
+* old files name ``root_pose`` / ``translation`` instead of ``global_orient`` / ``transl``;
+* poses may be rotation matrices ((1, 1, 3, 3) / (1, 23, 3, 3), any layout with 9 values per joint);
+* values may be numpy arrays, lists or torch tensors, including tensors pickled on a CUDA device: they are
+  unpickled onto the CPU (no GPU needed);
+* kids' fits carry an 11th beta (the SMIL-template blend) that adult SMPL cannot use: by default this is an
+  error (exclude the ``*_kids_*`` subsets); ``kid_betas="truncate"`` drops the 11th component with a warning,
+  which gives an *adult*-proportioned body of roughly the kid's shape (the template blend is lost);
+* more than 11 betas (e.g. a 16/300-component fit): the first 10 are kept with a warning;
+* SMPL-X fits (hand/face keys present) are rejected with the conversion command.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-NUM_BETAS = 10
+log = logging.getLogger(__name__)
+
+NUM_BETAS: int = 10
+#: Kids' fits: 10 SMPL betas + the SMIL template blend.
+NUM_BETAS_KID: int = NUM_BETAS + 1
+NUM_BODY_JOINTS: int = 23
 #: Keys only SMPL-X fits carry.
-SMPLX_ONLY_KEYS = ("left_hand_pose", "right_hand_pose", "jaw_pose", "leye_pose", "reye_pose", "expression")
+SMPLX_ONLY_KEYS: tuple[str, ...] = ("left_hand_pose", "right_hand_pose", "jaw_pose", "leye_pose", "reye_pose",
+                                    "expression")
+#: Canonical key -> accepted names, in order of preference (old AGORA files use the second ones).
+KEY_ALIASES: dict[str, tuple[str, ...]] = {
+    "betas": ("betas",),
+    "global_orient": ("global_orient", "root_pose"),
+    "body_pose": ("body_pose",),
+    "transl": ("transl", "translation"),
+}
+GENDERS: tuple[str, ...] = ("male", "female", "neutral")
+GENDER_ALIASES: dict[str, str] = {"m": "male", "f": "female", "n": "neutral"}
+KidBetas = Literal["error", "truncate"]
 
 
 class AgoraFitError(ValueError):
-    """An AGORA fit file is missing keys or has shapes we cannot interpret."""
+    """An AGORA fit file is missing keys or has shapes we cannot interpret; the message names file and key."""
 
 
 @dataclass
 class AgoraFit:
-    """SMPL parameters of one scan, axis-angle, metres."""
+    """SMPL parameters of one scan, axis-angle, metres, the scan's frame.
 
-    betas: np.ndarray  # (10,)
-    global_orient: np.ndarray  # (3,)
-    body_pose: np.ndarray  # (69,)
-    transl: np.ndarray  # (3,)
-    gender: str  # "male", "female" or "neutral"
+    Attributes:
+        betas: (10,) float64 shape coefficients.
+        global_orient: (3,) float64 axis-angle of the root.
+        body_pose: (69,) float64 axis-angle of the 23 body joints (SMPL order).
+        transl: (3,) float64 metres.
+        gender: ``"male"``, ``"female"`` or ``"neutral"``.
+    """
+
+    betas: np.ndarray
+    global_orient: np.ndarray
+    body_pose: np.ndarray
+    transl: np.ndarray
+    gender: str
 
 
 class _CpuUnpickler(pickle.Unpickler):
-    """Unpickles torch tensors saved on a GPU onto the CPU."""
+    """Unpickles torch tensors saved on a GPU onto the CPU (no CUDA needed)."""
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "torch.storage" and name == "_load_from_bytes":
@@ -49,71 +85,123 @@ class _CpuUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _array(value: Any) -> np.ndarray:
+def _array(value: Any, key: str, path: Path) -> np.ndarray:
+    """numpy float64 copy of a numpy/list/torch value."""
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=np.float64)
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise AgoraFitError(f"{path}: key {key!r} is not numeric ({type(value).__name__}: {exc})") from exc
 
 
 def _axis_angle(value: np.ndarray, joints: int, key: str, path: Path) -> np.ndarray:
-    if value.size == joints * 9:
-        return Rotation.from_matrix(value.reshape(joints, 3, 3)).as_rotvec().reshape(-1)
+    """(joints * 3,) axis-angle from axis-angle or rotation-matrix values of any layout."""
     if value.size == joints * 3:
         return value.reshape(-1)
+    if value.size == joints * 9:
+        mats = value.reshape(joints, 3, 3)
+        det = np.linalg.det(mats)
+        if np.any(np.abs(det - 1.0) > 0.1):
+            raise AgoraFitError(f"{path}: key {key!r} holds 3x3 matrices that are not rotations (determinants "
+                                f"{np.round(det, 3).tolist()})")
+        return Rotation.from_matrix(mats).as_rotvec().reshape(-1)
     raise AgoraFitError(f"{path}: key {key!r} has {value.size} values; expected {joints * 3} (axis-angle) or "
                         f"{joints * 9} (rotation matrices)")
 
 
-def read_agora_fit(path: str | Path) -> AgoraFit:
-    """Read one AGORA SMPL fit; raises :class:`AgoraFitError` naming the file and the key."""
+def _gender(value: Any, path: Path) -> str:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, np.ndarray):
+        value = value.reshape(-1)[0] if value.size == 1 else value
+    gender = str(value).strip().lower()
+    gender = GENDER_ALIASES.get(gender, gender)
+    if gender not in GENDERS:
+        raise AgoraFitError(f"{path}: key 'gender' is {value!r}; allowed: {list(GENDERS)} (or m/f/n)")
+    return gender
+
+
+def _betas(value: np.ndarray, path: Path, kid_betas: KidBetas) -> np.ndarray:
+    betas = value.reshape(-1)
+    if betas.size == NUM_BETAS_KID:
+        if kid_betas == "error":
+            raise AgoraFitError(f"{path}: 11 betas: a kid's fit (the 11th is the SMIL template blend), which adult "
+                                "SMPL cannot represent; exclude the AGORA *_kids_* subsets, or read with "
+                                "kid_betas='truncate' to drop the 11th component")
+        log.warning("%s: kid's fit with 11 betas; dropping the SMIL template blend (adult-proportioned body)", path)
+        return betas[:NUM_BETAS]
+    if betas.size > NUM_BETAS_KID:
+        log.warning("%s: %d betas; keeping the first %d", path, betas.size, NUM_BETAS)
+        return betas[:NUM_BETAS]
+    if betas.size != NUM_BETAS:
+        raise AgoraFitError(f"{path}: key 'betas' has {betas.size} values; expected {NUM_BETAS}")
+    return betas
+
+
+def read_agora_fit(path: str | Path, *, kid_betas: KidBetas = "error") -> AgoraFit:
+    """Read one AGORA SMPL fit (any of the variants in the module doc).
+
+    Args:
+        path: the ``.pkl`` file.
+        kid_betas: what to do with an 11-beta kid's fit: ``"error"`` (default) or ``"truncate"`` (warn, keep 10).
+
+    Raises:
+        AgoraFitError: naming the file and the key (unreadable, missing key, SMPL-X fit, wrong size).
+    """
+    if kid_betas not in ("error", "truncate"):
+        raise ValueError(f"unknown kid_betas {kid_betas!r}; allowed: 'error', 'truncate'")
     path = Path(path)
     try:
         with open(path, "rb") as fh:
             data = _CpuUnpickler(fh, encoding="latin1").load()
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
-        raise AgoraFitError(f"{path}: cannot read the SMPL fit ({exc}); expected an AGORA smpl_gt .pkl") from exc
-    if isinstance(data, dict) and any(k in data for k in SMPLX_ONLY_KEYS):
-        raise AgoraFitError(f"{path}: an SMPL-X fit (keys {sorted(k for k in SMPLX_ONLY_KEYS if k in data)}); this "
-                            "pipeline needs SMPL fits: use AGORA's smpl_gt files, or convert with smplx's "
-                            "transfer_model (python -m transfer_model --exp-cfg config_files/smplx2smpl.yaml)")
-    aliases = {"global_orient": ("global_orient", "root_pose"), "transl": ("transl", "translation")}
-    values: dict[str, Any] = {}
-    for key in ("betas", "global_orient", "body_pose", "transl"):
-        for name in aliases.get(key, (key,)):
-            if name in data:
-                values[key] = data[name]
-                break
-        else:
-            raise AgoraFitError(f"{path}: missing key {key!r} (found {sorted(data)}); AGORA SMPL fits carry "
-                                "betas, global_orient, body_pose, transl")
-    betas = _array(values["betas"]).reshape(-1)
-    if betas.size == NUM_BETAS + 1:
-        raise AgoraFitError(f"{path}: 11 betas: a kid's fit (SMIL template blend) is not supported by adult SMPL; "
-                            "exclude the AGORA *_kids_* subsets")
-    if betas.size < NUM_BETAS:
-        raise AgoraFitError(f"{path}: key 'betas' has {betas.size} values; expected {NUM_BETAS}")
-    gender = str(data.get("gender", "neutral"))
-    gender = {"m": "male", "f": "female", "n": "neutral"}.get(gender, gender)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, RuntimeError) as exc:
+        raise AgoraFitError(f"{path}: cannot read the SMPL fit ({type(exc).__name__}: {exc}); expected an AGORA "
+                            "smpl_gt .pkl (a pickled dict of arrays or torch tensors)") from exc
+    if not isinstance(data, dict):
+        raise AgoraFitError(f"{path}: holds a {type(data).__name__}, expected a dict with keys "
+                            f"{list(KEY_ALIASES)} and 'gender'")
+    smplx_keys = sorted(k for k in SMPLX_ONLY_KEYS if k in data)
+    if smplx_keys:
+        raise AgoraFitError(f"{path}: an SMPL-X fit (keys {smplx_keys}); this pipeline needs SMPL fits: use AGORA's "
+                            "smpl_gt files, or convert with smplx's transfer_model "
+                            "(python -m transfer_model --exp-cfg config_files/smplx2smpl.yaml)")
+    values: dict[str, np.ndarray] = {}
+    for key, names in KEY_ALIASES.items():
+        name = next((n for n in names if n in data), None)
+        if name is None:
+            raise AgoraFitError(f"{path}: missing key {key!r} (found {sorted(map(str, data))}); AGORA SMPL fits "
+                                f"carry betas, global_orient (or root_pose), body_pose, transl (or translation)")
+        values[key] = _array(data[name], name, path)
+    transl = values["transl"].reshape(-1)
+    if transl.size != 3:
+        raise AgoraFitError(f"{path}: key 'transl' has {transl.size} values; expected 3")
     return AgoraFit(
-        betas=betas[:NUM_BETAS],
-        global_orient=_axis_angle(_array(values["global_orient"]), 1, "global_orient", path),
-        body_pose=_axis_angle(_array(values["body_pose"]), 23, "body_pose", path),
-        transl=_array(values["transl"]).reshape(3),
-        gender=gender,
+        betas=_betas(values["betas"], path, kid_betas),
+        global_orient=_axis_angle(values["global_orient"], 1, "global_orient", path),
+        body_pose=_axis_angle(values["body_pose"], NUM_BODY_JOINTS, "body_pose", path),
+        transl=transl,
+        gender=_gender(data.get("gender", "neutral"), path),
     )
 
 
 def write_agora_fit(path: str | Path, fit: AgoraFit) -> None:
-    """Write a fit in AGORA's layout (arrays with a leading batch axis of 1), atomically."""
+    """Write a fit in AGORA's layout (float32 arrays with a leading batch axis of 1), atomically."""
     path = Path(path)
+    if fit.gender not in GENDERS:
+        raise ValueError(f"gender {fit.gender!r}; allowed: {list(GENDERS)}")
     data = {
-        "betas": np.asarray(fit.betas, dtype=np.float32).reshape(1, -1),
+        "betas": np.asarray(fit.betas, dtype=np.float32).reshape(1, NUM_BETAS),
         "global_orient": np.asarray(fit.global_orient, dtype=np.float32).reshape(1, 3),
-        "body_pose": np.asarray(fit.body_pose, dtype=np.float32).reshape(1, 69),
+        "body_pose": np.asarray(fit.body_pose, dtype=np.float32).reshape(1, NUM_BODY_JOINTS * 3),
         "transl": np.asarray(fit.transl, dtype=np.float32).reshape(1, 3),
         "gender": fit.gender,
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        pickle.dump(data, fh, protocol=4)
-    tmp.replace(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with open(tmp, "wb") as fh:
+            pickle.dump(data, fh, protocol=4)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ validate_config(config, workflow.source_path("workflow/schemas/config.schema.yam
 include: "workflow/rules/common.smk"
 include: "workflow/rules/body.smk"
 include: "workflow/rules/prior.smk"
+include: "workflow/rules/masks.smk"
 
 
 # The open world generates every licensed-asset slot; the real world reads them from config paths.

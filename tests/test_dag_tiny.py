@@ -40,7 +40,8 @@ def test_every_stage_wrote_its_products(tiny_run: Path) -> None:
     assert provenance["n_scans"] == 2 and provenance["parser"] == "rendered"
     for path in ("results/body/body_models.png", "results/world/contact_sheet.png", "results/prior/prior_views.png",
                  "results/prior/prior_heatmaps.png", "results/prior/prior_quality.json",
-                 "resources/datasets/3dpw_test/3dpw_test.npz", "logs/prior/accumulate_prior.log"):
+                 "resources/datasets/3dpw_test/3dpw_test.npz", "logs/prior/accumulate_prior.log",
+                 "results/masks/coco_eft.h5", "results/masks/coco_eft.qc.json", "results/masks/h36m.contact_sheet.png"):
         assert (tiny_run / path).stat().st_size > 0, path
 
 
@@ -58,7 +59,21 @@ def test_changing_background_prob_reruns_only_the_prior_reduction(tiny_run: Path
     assert rerun == {"accumulate_prior", "plot_prior", "check_prior_quality", "all"}, out[-3000:]
 
 
-RULES = {"build_body_model", "check_body_model", "make_scans", "plot_world", "render_scan_views", "parse_scan_views",
+def test_changing_the_60_pixel_filter_reruns_only_mask_cleaning(tiny_run: Path) -> None:
+    config = tiny_run / "config" / "config.yaml"
+    original = config.read_text()
+    config.write_text(original + "masks:\n  min_label_pixels: 40\n")
+    try:
+        res = _snakemake(tiny_run, "-n", "--quiet", "rules", "all")
+    finally:
+        config.write_text(original)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    rerun = {line.split()[0] for line in out.splitlines() if line.strip() and line.split()[0] in RULES}
+    assert rerun == {"clean_masks", "all"}, out[-3000:]
+
+
+RULES = {"parse_images", "clean_masks", "build_body_model", "check_body_model", "make_scans", "plot_world", "render_scan_views", "parse_scan_views",
          "accumulate_prior", "plot_prior", "check_prior_quality", "all"} | {
     f"make_images_{g}_{s}" for g, names in (("train", ("coco_eft", "h36m", "mpi_inf_3dhp", "3dpw")),
                                             ("test", ("3dpw", "h36m_p1", "h36m_p2", "mpi_inf_3dhp"))) for s in names}

@@ -27,6 +27,7 @@ def get_final_targets():
         "results/body/body_model_check.json",
         "results/world/contact_sheet.png" if config["world"] == "open" else [],
         "results/prior/prior_views.png",
+        get_mask_stores(),
         "results/prior/prior_quality.json" if config["world"] == "open" else [],
         [
             config["assets"][f"{g}_datasets"][s]["annotations"]
@@ -76,7 +77,10 @@ def get_parser_noise():
 
 def check_parser_checkpoints():
     """A graphonomy parser without its checkpoint stops the run at DAG-build time, naming the key."""
-    if config["prior"]["parser"]["backend"] == "graphonomy":
+    if "graphonomy" in (
+        config["prior"]["parser"]["backend"],
+        config["masks"]["parser"]["backend"],
+    ):
         from pipeline.parsing.infer import check_checkpoint
 
         check_checkpoint(
@@ -85,3 +89,32 @@ def check_parser_checkpoints():
 
 
 check_parser_checkpoints()
+
+
+def get_train_annotations(wildcards):
+    return config["assets"]["train_datasets"][wildcards.dataset]["annotations"]
+
+
+def get_train_images(wildcards):
+    return config["assets"]["train_datasets"][wildcards.dataset]["images"]
+
+
+def get_train_format(wildcards):
+    return config["assets"]["train_datasets"][wildcards.dataset]["format"]
+
+
+def get_parse_shards(wildcards):
+    n = config["masks"]["num_shards"]
+    return [f"results/masks/{wildcards.dataset}/parsing/{k}.h5" for k in range(n)]
+
+
+def get_image_parser_inputs(wildcards):
+    """Rendered backend: the open world's label maps; graphonomy: the checkpoint."""
+    if config["masks"]["parser"]["backend"] == "rendered":
+        images = Path(get_train_images(wildcards))
+        return {"labels": str(images.parent / "labels")}
+    return {"checkpoint": config["assets"]["graphonomy_checkpoint"]}
+
+
+def get_mask_stores():
+    return [f"results/masks/{name}.h5" for name in config["masks"]["datasets"]]

@@ -77,3 +77,25 @@ RULES = {"parse_images", "clean_masks", "build_body_model", "check_body_model", 
          "accumulate_prior", "plot_prior", "check_prior_quality", "all"} | {
     f"make_images_{g}_{s}" for g, names in (("train", ("coco_eft", "h36m", "mpi_inf_3dhp", "3dpw")),
                                             ("test", ("3dpw", "h36m_p1", "h36m_p2", "mpi_inf_3dhp"))) for s in names}
+
+
+def test_tiny_dag_with_graphonomy_parser_and_random_checkpoint(tiny_run: Path) -> None:
+    """Both parse stages switched to the graphonomy backend (random weights, one scale) complete."""
+    from pipeline.parsing.graphonomy import write_random_checkpoint
+
+    ckpt = tiny_run / "universal_trained.pth"
+    write_random_checkpoint(ckpt, seed=0)
+    config = tiny_run / "config" / "config.yaml"
+    original = config.read_text()
+    parser = "  parser: {backend: graphonomy, scales: [1.0], flip: true}\n"
+    config.write_text(original.replace("world: open\n", f"world: open\nassets:\n  graphonomy_checkpoint: {ckpt}\n")
+                      + parser + f"masks:\n{parser}")
+    try:
+        res = _snakemake(tiny_run, "all")
+        assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+        log = (tiny_run / "logs/prior/parse_scan_views/scan_0000.log").read_text()
+        assert "scan_0000" in log
+        with np.load(tiny_run / "results/prior/semantic_prior.npz") as prior:
+            assert json.loads(str(prior["provenance"]))["parser"] == "graphonomy"
+    finally:
+        config.write_text(original)

@@ -24,30 +24,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from pipeline.body.joints import H36M_TO_J14, H36M_TO_J17, J14_NAMES, J24_TO_J14, J24_TO_J17
+from pipeline.body.joints import SPIN_PART_NAMES as J24_NAMES
 from pipeline.body.model import BodyModel
 from pipeline.evaluate import metrics
 
 log = logging.getLogger(__name__)
 
-# --- joint index lists, copied from SPIN's constants.py (notes C.2). The lead dedupes these against
-# --- pipeline/body/joints.py later; keep the values identical.
-#: H36M-17 regressor rows (SPIN's ``J_regressor_h36m`` order) of the 17 evaluation joints.
-H36M_TO_J17: tuple[int, ...] = (6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10, 0, 7, 9)
-#: H36M-17 regressor rows of the 14 LSP evaluation joints.
-H36M_TO_J14: tuple[int, ...] = H36M_TO_J17[:14]
-#: SPIN-24 ground-truth joints (``S``, ``part``) of the 17 evaluation joints.
-J24_TO_J17: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 18, 14, 16, 17)
-#: SPIN-24 ground-truth joints of the 14 LSP evaluation joints.
-J24_TO_J14: tuple[int, ...] = J24_TO_J17[:14]
-#: Names of SPIN's 24 ground-truth joints (``constants.JOINT_NAMES[25:]``).
-J24_NAMES: tuple[str, ...] = (
-    "Right Ankle", "Right Knee", "Right Hip", "Left Hip", "Left Knee", "Left Ankle", "Right Wrist",
-    "Right Elbow", "Right Shoulder", "Left Shoulder", "Left Elbow", "Left Wrist", "Neck (LSP)",
-    "Top of Head (LSP)", "Pelvis (MPII)", "Thorax (MPII)", "Spine (H36M)", "Jaw (H36M)", "Head (H36M)",
-    "Nose", "Left Eye", "Right Eye", "Left Ear", "Right Ear",
-)
-#: Names of the 14 / 17 evaluation joints, in evaluation order.
-J14_NAMES: tuple[str, ...] = tuple(J24_NAMES[i] for i in J24_TO_J14)
+# Joint index lists (SPIN's constants.py, notes C.2) live in pipeline.body.joints; re-exported here.
 J17_NAMES: tuple[str, ...] = tuple(J24_NAMES[i] for i in J24_TO_J17)
 #: Row of the pelvis in the H36M-17 regressor (SPIN: ``pred_keypoints_3d[:, [0], :]``).
 H36M_PELVIS: int = 0

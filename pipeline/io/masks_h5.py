@@ -193,7 +193,35 @@ def plan_shards(imgnames: Iterable[str], shard_size: int) -> list[list[str]]:
     return [unique[i:i + shard_size] for i in range(0, len(unique), shard_size)]
 
 
-class ParseShardWriter:
+class _AtomicWriterMixin:
+    """Context-manager behaviour shared by the writers: commit on success, discard the partial file on error.
+
+    Subclasses hold ``self._file`` (an :class:`_AtomicH5`) and define ``close()``.
+    """
+
+    _file: _AtomicH5
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Discard the partial file."""
+        self._file.abort()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._file.done:
+            return
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class ParseShardWriter(_AtomicWriterMixin):
     """Write one raw parse shard, atomically.
 
     Usage::
@@ -271,21 +299,6 @@ class ParseShardWriter:
         h5.create_dataset("status", data=np.array(self._status, dtype=np.uint8))
         self._file.commit()
 
-    def abort(self) -> None:
-        """Discard the partial file."""
-        self._file.abort()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._file.done:
-            return
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def write_parse_shard(path: str | Path, items: Iterable[tuple[str, np.ndarray | None]],
@@ -422,7 +435,7 @@ class MaskRecord:
     invalid_reason: int = 0
 
 
-class MaskStoreWriter:
+class MaskStoreWriter(_AtomicWriterMixin):
     """Write the cleaned mask store sample by sample (in dataset order), atomically.
 
     Args:
@@ -521,21 +534,6 @@ class MaskStoreWriter:
         })
         self._file.commit()
 
-    def abort(self) -> None:
-        """Discard the partial file."""
-        self._file.abort()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._file.done:
-            return
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class MaskStore:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,8 +19,8 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 def _snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env={**__import__("os").environ, "PYOPENGL_PLATFORM": "egl"})
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, "PYOPENGL_PLATFORM": "egl"})
 
 
 @pytest.fixture(scope="module")
@@ -45,32 +46,29 @@ def test_every_stage_wrote_its_products(tiny_run: Path) -> None:
         assert (tiny_run / path).stat().st_size > 0, path
 
 
-def test_changing_background_prob_reruns_only_the_prior_reduction(tiny_run: Path) -> None:
-    config = tiny_run / "config" / "config.yaml"
+def _rules_rerun_after_editing(workdir: Path, appended_yaml: str) -> tuple[set[str], str]:
+    """Append to the workdir's config, list the rules `snakemake -n` would run, restore the config."""
+    config = workdir / "config" / "config.yaml"
     original = config.read_text()
-    config.write_text(original + "  background_prob: 0.05\n")  # appended under `prior:`, the file's last section
+    config.write_text(original + appended_yaml)
     try:
-        res = _snakemake(tiny_run, "-n", "--quiet", "rules", "all")
+        res = _snakemake(workdir, "-n", "--quiet", "rules", "all")
     finally:
         config.write_text(original)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout + res.stderr
-    rerun = {line.split()[0] for line in out.splitlines() if line.strip() and line.split()[0] in RULES}
-    assert rerun == {"accumulate_prior", "plot_prior", "check_prior_quality", "all"}, out[-3000:]
+    assert res.returncode == 0, out[-6000:]
+    return {line.split()[0] for line in out.splitlines() if line.strip() and line.split()[0] in RULES}, out[-3000:]
+
+
+def test_changing_background_prob_reruns_only_the_prior_reduction(tiny_run: Path) -> None:
+    # appended under `prior:`, the tiny config's last section
+    rerun, out = _rules_rerun_after_editing(tiny_run, "  background_prob: 0.05\n")
+    assert rerun == {"accumulate_prior", "plot_prior", "check_prior_quality", "all"}, out
 
 
 def test_changing_the_60_pixel_filter_reruns_only_mask_cleaning(tiny_run: Path) -> None:
-    config = tiny_run / "config" / "config.yaml"
-    original = config.read_text()
-    config.write_text(original + "masks:\n  min_label_pixels: 40\n")
-    try:
-        res = _snakemake(tiny_run, "-n", "--quiet", "rules", "all")
-    finally:
-        config.write_text(original)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    out = res.stdout + res.stderr
-    rerun = {line.split()[0] for line in out.splitlines() if line.strip() and line.split()[0] in RULES}
-    assert rerun == {"clean_masks", "all"}, out[-3000:]
+    rerun, out = _rules_rerun_after_editing(tiny_run, "masks:\n  min_label_pixels: 40\n")
+    assert rerun == {"clean_masks", "all"}, out
 
 
 RULES = {"parse_images", "clean_masks", "build_body_model", "check_body_model", "make_scans", "plot_world", "render_scan_views", "parse_scan_views",

@@ -155,22 +155,26 @@ def render_sample(models: dict[str, BodyModel], renderer: SceneRenderer, spec: S
                           camera=camera, person=person, joints_spin=joints_spin, feet=feet)
 
 
+def _project_visible(sample: RenderedSample, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels (N, 2) of world points, whether they fall in the image, and whether the main person is the
+    nearest surface there (not hidden by the distractor or the occluder)."""
+    size = sample.camera.width
+    uv, z = sample.camera.project(points)
+    inside = (uv >= 0).all(1) & (uv < size).all(1) & (z > 0)
+    pix = np.clip(np.floor(np.nan_to_num(uv)).astype(int), 0, size - 1)
+    return uv, inside, inside & sample.visible_mask[pix[:, 1], pix[:, 0]]
+
+
 def annotate(sample: RenderedSample, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """SPIN-convention annotations of the main person: part, openpose, S, pose, shape, centre, scale."""
-    cam, size = sample.camera, sample.camera.width
-    uv, z = cam.project(sample.joints_spin)
-    inside = (uv >= 0).all(1) & (uv < size).all(1) & (z > 0)
-    pix = np.clip(np.floor(uv).astype(int), 0, size - 1)
-    visible = inside & sample.visible_mask[pix[:, 1], pix[:, 0]]
+    cam = sample.camera
+    uv, inside, visible = _project_visible(sample, sample.joints_spin)
     part = np.c_[uv, visible.astype(np.float64)]
     openpose = np.zeros((25, 3))
     for k, src in enumerate(OPENPOSE_FROM_PART):
         if src >= 0:
             openpose[k] = part[src]
-    fuv, fz = cam.project(sample.feet)
-    finside = (fuv >= 0).all(1) & (fuv < size).all(1) & (fz > 0)
-    fpix = np.clip(np.floor(fuv).astype(int), 0, size - 1)
-    fvis = finside & sample.visible_mask[fpix[:, 1], fpix[:, 0]]
+    fuv, _, fvis = _project_visible(sample, sample.feet)
     openpose[list(OP_FEET)] = np.c_[fuv, fvis.astype(np.float64)]
     detected = openpose[:, 2] > 0
     openpose[detected, :2] += rng.normal(0, OPENPOSE_NOISE_PX, (detected.sum(), 2))

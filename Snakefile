@@ -18,6 +18,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/body.smk"
 include: "workflow/rules/prior.smk"
 include: "workflow/rules/masks.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 # The open world generates every licensed-asset slot; the real world reads them from config paths.

@@ -1,0 +1,1 @@
+# Stage 8: train the HMR regressor (SD and DSR runs, ablation variants).

@@ -39,12 +39,19 @@ EVAL_COLUMNS: tuple[str, ...] = ("run", "dataset", "world", "n", "mpjpe_mm", "pa
 PER_JOINT_COLUMNS: tuple[str, ...] = ("run", "dataset", "world", "joint", "mpjpe_mm", "pa_mpjpe_mm")
 #: Suffix appended to an eval CSV's stem for its per-joint sibling.
 PER_JOINT_SUFFIX: str = "_per_joint"
+#: Columns of every joint-group CSV (the paper's per-joint table: left and right averaged).
+JOINT_GROUP_COLUMNS: tuple[str, ...] = ("run", "dataset", "world", "group", "mpjpe_mm", "pa_mpjpe_mm")
+#: Suffix appended to an eval CSV's stem for its joint-group sibling.
+JOINT_GROUP_SUFFIX: str = "_joint_groups"
+JOINT_GROUP_KEY: tuple[str, ...] = ("run", "dataset", "group")
 #: Columns that identify a row; duplicates are an error.
 EVAL_KEY: tuple[str, ...] = ("run", "dataset")
 PER_JOINT_KEY: tuple[str, ...] = ("run", "dataset", "joint")
 #: Metric columns shown with :data:`MM_DECIMALS` decimals in the report.
 MM_COLUMNS: tuple[str, ...] = ("mpjpe_mm", "pa_mpjpe_mm", "pve_mm")
 MM_DECIMALS: int = 1
+#: Other columns shown in millimetres with :data:`MM_DECIMALS` decimals (ablation means and stds).
+MM_SUFFIXES: tuple[str, ...] = ("_mm", "_mm_mean", "_mm_std")
 #: Human-readable headers of the report's results table.
 COLUMN_TITLES: dict[str, str] = {
     "mpjpe_mm": "MPJPE (mm)",
@@ -113,6 +120,15 @@ alignment; PVE without alignment (3DPW only).</p>
 {% else %}
 <p>No evaluation results.</p>
 {% endif %}
+{% for tab in tables %}
+<h2>{{ tab.title }}</h2>
+<table>
+<thead><tr>{% for h in tab.header %}<th>{{ h }}</th>{% endfor %}</tr></thead>
+<tbody>
+{% for row in tab.rows %}<tr>{% for cell, numeric in row %}<td{% if numeric %} class="num"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}</tbody>
+</table>
+{% endfor %}
 {% if per_joint %}
 <h2>Per-joint errors</h2>
 {% for fig in per_joint %}
@@ -157,6 +173,11 @@ def _atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary sibling + ``os.replace``), creating the folder."""
+    return _atomic_write_bytes(path, data)
 
 
 def _cell(value: Any) -> str:
@@ -222,6 +243,23 @@ def write_per_joint_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> 
         path: output CSV, normally :func:`per_joint_csv_path` of the eval CSV.
     """
     return _write_rows(rows, path, PER_JOINT_COLUMNS, PER_JOINT_KEY)
+
+
+def joint_groups_csv_path(eval_csv: str | Path) -> Path:
+    """The joint-group sibling of an eval CSV: ``results/eval_3dpw.csv`` → ``results/eval_3dpw_joint_groups.csv``."""
+    eval_csv = Path(eval_csv)
+    return eval_csv.with_name(f"{eval_csv.stem}{JOINT_GROUP_SUFFIX}{eval_csv.suffix}")
+
+
+def write_joint_groups_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write per-joint-group errors (ankle, knee, hip, wrist, elbow, ...; mm), columns :data:`JOINT_GROUP_COLUMNS`."""
+    return _write_rows(rows, path, JOINT_GROUP_COLUMNS, JOINT_GROUP_KEY)
+
+
+def write_table_csv(rows: Sequence[Mapping[str, Any]], path: str | Path, required: Sequence[str],
+                    key: Sequence[str]) -> Path:
+    """Write any table atomically: ``required`` columns first, a duplicate ``key`` is an error."""
+    return _write_rows(rows, path, required, key)
 
 
 def result_row(result: EvalResult, run: str, world: str, **provenance: Any) -> dict[str, Any]:
@@ -370,7 +408,7 @@ def _format_cell(column: str, value: Any) -> tuple[str, bool]:
     """Display text of one results-table cell and whether it is numeric (right-aligned)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return MISSING, column in MM_COLUMNS
-    if column in MM_COLUMNS:
+    if column in MM_COLUMNS or (column.endswith(MM_SUFFIXES) and isinstance(value, (int, float, np.number))):
         return f"{float(value):.{MM_DECIMALS}f}", True
     if isinstance(value, (int, np.integer)):
         return str(int(value)), True
@@ -404,6 +442,7 @@ def build_html_report(
     title: str,
     image_grids: Mapping[str, Sequence[str | Path]] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> Path:
     """Write a self-contained static HTML report (every image inlined as base64).
 
@@ -417,6 +456,8 @@ def build_html_report(
         image_grids: optional grid title → image files (e.g. predicted meshes over test images), shown as
             thumbnails captioned with the file name.
         provenance: optional key → value list shown under the title (git SHA, config, seed).
+        tables: optional section title → rows (mappings; columns in order of first appearance), shown after
+            the results table (e.g. the ablation, mask QC). Columns ending in ``_mm`` get 1 decimal.
 
     Returns:
         ``out_path``. Raises ``FileNotFoundError`` naming any missing input.
@@ -461,6 +502,17 @@ def build_html_report(
             images.append({"caption": p.name, "src": _data_uri(p.read_bytes(), mime)})
         grids.append({"title": grid_title, "images": images})
 
+    extra_tables = []
+    for tab_title, tab_rows in (tables or {}).items():
+        columns: list[str] = []
+        for row in tab_rows:
+            columns.extend(c for c in row if c not in columns)
+        extra_tables.append({
+            "title": tab_title,
+            "header": [COLUMN_TITLES.get(c, c) for c in columns],
+            "rows": [[_format_cell(c, row.get(c)) for c in columns] for row in tab_rows],
+        })
+
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     html = env.from_string(_TEMPLATE).render(
         title=title,
@@ -469,6 +521,7 @@ def build_html_report(
         per_joint=per_joint,
         figures=figs,
         grids=grids,
+        tables=extra_tables,
         thumb_px=GRID_THUMB_PX,
     )
     return _atomic_write_bytes(out_path, html.encode("utf-8"))

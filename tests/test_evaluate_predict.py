@@ -1,0 +1,304 @@
+"""Evaluation stage on generated open-world splits: ground truth scores 0 on every protocol, predictions from
+a random checkpoint are finite and deterministic, missing images fail clearly, overlays land on the person,
+tables and the report are right."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.body.model import BodyModel
+from pipeline.evaluate.predict import (
+    PROTOCOLS,
+    body_predictions,
+    evaluate_predictions,
+    load_predictions,
+    predict_checkpoint,
+    save_predictions,
+    score_split,
+)
+from pipeline.evaluate.qualitative import (
+    fit_weak_perspective,
+    image_camera,
+    qualitative_figure,
+    render_sample_views,
+    select_samples,
+)
+from pipeline.evaluate.report import EVAL_COLUMNS, joint_groups_csv_path, load_result, per_joint_csv_path
+from pipeline.evaluate.summary import write_pipeline_report
+from pipeline.evaluate.tables import ablation_rows, format_mean_std, mask_qc_rows, write_ablation, write_eval_tables
+from pipeline.io.images import read_label_png
+from pipeline.io.spin_npz import read_spin_npz
+from pipeline.model.hmr import HMR
+from pipeline.render.offscreen import MeshData, render_rgb
+from pipeline.train.checkpoint import save_checkpoint
+from pipeline.train.runs import DEFAULT_VARIANTS
+from pipeline.world.images import label_root, make_image_split, split_spec
+from pipeline.world.parser_noise import ParserNoise
+
+SIZE = 96
+COUNT = 3
+CROP = 64
+CLEAN = {"count": COUNT, "distractor_prob": 0.0, "occluder_prob": 0.0}
+
+
+@pytest.fixture(scope="module")
+def models(open_model) -> dict[str, BodyModel]:
+    folder, _ = open_model
+    reg = folder / "joint_regressors.npz"
+    return {g: BodyModel(folder, gender=g, joint_regressors=reg) for g in ("neutral", "male", "female")}
+
+
+def _make_split(open_model, root: Path, name: str, group: str) -> tuple[Path, Path]:
+    folder, _ = open_model
+    ann, images = root / name / f"{name}.npz", root / name / "images"
+    make_image_split(folder, folder / "joint_regressors.npz", ann, images, split_spec(name, group, CLEAN, "spin_npz"),
+                     size=SIZE, focal_range=(1.0, 1.8), person_height_range=(0.55, 0.85),
+                     noise=ParserNoise(level=0.0), seed=3, progress=False)
+    return ann, images
+
+
+@pytest.fixture(scope="module")
+def splits(open_model, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """A 3DPW-style test split (pose, shape, gender) and a 3DPW-style *train* split, which carries pose,
+    shape, gender **and** S, so one set of ground-truth parameters can be scored on every protocol."""
+    root = tmp_path_factory.mktemp("eval_splits")
+    return {"test": _make_split(open_model, root, "3dpw", "test"),
+            "full": _make_split(open_model, root / "full", "3dpw", "train")}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised ResNet-18 regressor saved in the training stage's format (64-px crops)."""
+    torch.manual_seed(0)
+    model = HMR(backbone="resnet18")
+    path = tmp_path_factory.mktemp("ckpt") / "final.pt"
+    return save_checkpoint(path, {"model": model.state_dict(), "step": 7, "model_config": {
+        "backbone": "resnet18", "n_iter": model.n_iter, "num_betas": model.num_betas, "image_size": CROP}})
+
+
+# ------------------------------------------------------------------------------------ ground truth = 0
+
+
+@pytest.mark.parametrize("split", list(PROTOCOLS))
+def test_ground_truth_parameters_score_zero_on_every_protocol(split: str, splits, models) -> None:
+    """GT pose/betas posed with each sample's gendered model: 0 error on 3DPW (PVE included), H36M p1/p2 and
+    MPI-INF-3DHP, whose GT is the generator's S — the regressors, pelvis and joint selections agree."""
+    data = read_spin_npz(splits["full"][0])
+    assert data.present["S"] and data.present["pose"] and set(data.gender) <= {"m", "f"}
+    pred = body_predictions(models, data.pose, data.shape, data.gender, data.imgname)
+    res = evaluate_predictions(pred, data, split, models)
+    assert res.dataset == PROTOCOLS[split] and res.n == COUNT
+    assert res.mpjpe_mm < 1e-3 and res.pa_mpjpe_mm < 1e-3
+    if split == "3dpw":
+        assert res.pve_mm < 1e-3
+    else:
+        assert math.isnan(res.pve_mm)
+    # the check can fail: the neutral body for the same parameters is off on every protocol
+    neutral = body_predictions(models, data.pose, data.shape, None, data.imgname)
+    off = evaluate_predictions(neutral, data, split, models)
+    assert off.mpjpe_mm > 1.0 and off.pa_mpjpe_mm > 0.1
+
+
+def test_evaluate_predictions_rejects_wrong_inputs(splits, models) -> None:
+    data = read_spin_npz(splits["test"][0])
+    pred = body_predictions(models, data.pose, data.shape, data.gender, data.imgname)
+    with pytest.raises(ValueError, match="same order"):
+        evaluate_predictions(body_predictions(models, data.pose[::-1], data.shape[::-1], data.gender[::-1],
+                                              data.imgname[::-1]), data, "3dpw", models)
+    with pytest.raises(ValueError, match=r"lack \['S'\]"):
+        evaluate_predictions(pred, data, "h36m_p1", models)
+    with pytest.raises(ValueError, match="unknown test split"):
+        evaluate_predictions(pred, data, "lsp", models)
+
+
+# ------------------------------------------------------------------------------------ predictions
+
+
+def test_predict_checkpoint_shapes_finite_deterministic(splits, checkpoint: Path, open_model, models,
+                                                        tmp_path: Path) -> None:
+    folder, _ = open_model
+    ann, images = splits["test"]
+    kwargs = dict(split="3dpw", run="sd", device="cpu", progress=False, git_sha="abc")
+    out = tmp_path / "eval" / "3dpw" / "sd.predictions.npz"
+    pred = predict_checkpoint(checkpoint, ann, "spin_npz", images, folder, folder / "joint_regressors.npz", out,
+                              batch_size=2, **kwargs)
+    v = models["neutral"].num_vertices
+    assert pred.rotmat.shape == (COUNT, 24, 3, 3) and pred.betas.shape == (COUNT, 10) and pred.cam.shape == (COUNT, 3)
+    assert pred.vertices.shape == (COUNT, v, 3) and pred.joints_h36m.shape == (COUNT, 17, 3)
+    assert all(a.dtype == np.float32 and np.isfinite(a).all()
+               for a in (pred.rotmat, pred.betas, pred.cam, pred.vertices, pred.joints_h36m))
+    np.testing.assert_allclose(pred.rotmat @ np.swapaxes(pred.rotmat, -1, -2), np.broadcast_to(np.eye(3), pred.rotmat.shape),
+                               atol=1e-5)  # proper rotations
+    assert pred.provenance["image_size"] == CROP and pred.provenance["step"] == 7
+    assert pred.provenance["backbone"] == "resnet18" and len(pred.provenance["checkpoint_sha256"]) == 16
+    # deterministic, and independent of the batch size (eval-mode BatchNorm)
+    again = predict_checkpoint(checkpoint, ann, "spin_npz", images, folder, folder / "joint_regressors.npz",
+                               tmp_path / "again.npz", batch_size=2, **kwargs)
+    np.testing.assert_array_equal(again.vertices, pred.vertices)
+    single = predict_checkpoint(checkpoint, ann, "spin_npz", images, folder, folder / "joint_regressors.npz",
+                                tmp_path / "single.npz", batch_size=1, **kwargs)
+    np.testing.assert_allclose(single.vertices, pred.vertices, atol=1e-4)
+    # the stored file round-trips; without stored vertices they are re-posed identically
+    back = load_predictions(out)
+    np.testing.assert_array_equal(back.vertices, pred.vertices)
+    assert list(back.imgname) == list(read_spin_npz(ann).imgname) and back.provenance == pred.provenance
+    slim = save_predictions(pred, tmp_path / "slim.npz", store_vertices=False)
+    assert slim.stat().st_size < out.stat().st_size / 3
+    with pytest.raises(ValueError, match="without vertices"):
+        load_predictions(slim)
+    np.testing.assert_allclose(load_predictions(slim, models["neutral"]).vertices, pred.vertices, atol=1e-6)
+    # scoring writes the CSV rows with the provenance and the per-sample result
+    score, result = tmp_path / "sd.json", tmp_path / "sd.result.npz"
+    res = score_split(out, ann, "spin_npz", folder, folder / "joint_regressors.npz", score, result, split="3dpw",
+                      run="sd", world="open")
+    payload = json.loads(score.read_text())
+    assert payload["row"]["run"] == "sd" and payload["row"]["dataset"] == "3dpw" and payload["row"]["n"] == COUNT
+    assert payload["row"]["git_sha"] == "abc" and payload["row"]["step"] == 7
+    assert all(math.isfinite(payload["row"][k]) and payload["row"][k] > 0 for k in ("mpjpe_mm", "pa_mpjpe_mm", "pve_mm"))
+    assert len(payload["per_joint"]) == 14 and {g["group"] for g in payload["groups"]} >= {"ankle", "knee", "hip",
+                                                                                          "wrist", "elbow", "head"}
+    assert load_result(result).per_sample_pve_mm.shape == (COUNT,) and load_result(result).mpjpe_mm == res.mpjpe_mm
+
+
+def test_missing_image_fails_before_any_work(splits, checkpoint: Path, open_model, tmp_path: Path) -> None:
+    folder, _ = open_model
+    ann, images = splits["test"]
+    broken = tmp_path / "images"
+    shutil.copytree(images, broken)
+    name = read_spin_npz(ann).imgname[1]
+    (broken / name).unlink()
+    out = tmp_path / "p.npz"
+    with pytest.raises(FileNotFoundError) as err:
+        predict_checkpoint(checkpoint, ann, "spin_npz", broken, folder, folder / "joint_regressors.npz", out,
+                           split="3dpw", run="sd", progress=False)
+    msg = str(err.value)
+    assert "1 of 3 images" in msg and str(broken / name) in msg and "make_images_test_3dpw" in msg
+    assert "assets.test_datasets.3dpw.images" in msg and not out.exists()
+
+
+# ------------------------------------------------------------------------------------ qualitative
+
+
+def test_overlay_of_ground_truth_lands_on_the_person(splits, models) -> None:
+    """GT body with a camera fitted to the GT keypoints: rendered with the original-image camera of
+    :func:`image_camera`, ≥ 80 % of its pixels (weak-perspective fit of a wide-angle view) fall on the person's ground-truth label map."""
+    ann, images = splits["full"]
+    data = read_spin_npz(ann)
+    pred = body_predictions(models, data.pose, data.shape, data.gender, data.imgname)
+    faces = models["neutral"].faces.numpy()
+    for i in range(COUNT):
+        cam = fit_weak_perspective(models["male"].spin_regressor.numpy() @ pred.vertices[i], data.part[i],
+                                   data.center[i], data.scale[i])
+        camera, _ = image_camera(data.center[i], data.scale[i], cam, SIZE, SIZE)
+        _, depth = render_rgb([MeshData(pred.vertices[i], faces, np.full((len(pred.vertices[i]), 3), 200, np.uint8))],
+                              camera)
+        person = read_label_png(label_root(images, exact=True) / Path(data.imgname[i]).with_suffix(".png")) > 0
+        mesh = depth > 0
+        assert mesh.sum() > 50
+        assert (mesh & person).sum() / mesh.sum() > 0.8
+        # a camera shifted by 20 % of the box misses the person
+        shifted, _ = image_camera(data.center[i], data.scale[i], cam + np.array([0.0, 0.4, 0.0]), SIZE, SIZE)
+        _, depth2 = render_rgb([MeshData(pred.vertices[i], faces, np.full((len(pred.vertices[i]), 3), 200, np.uint8))],
+                               shifted)
+        assert ((depth2 > 0) & person).sum() / max((depth2 > 0).sum(), 1) < 0.5
+
+
+def test_qualitative_figure_renders(splits, models, tmp_path: Path) -> None:
+    ann, images = splits["full"]
+    data = read_spin_npz(ann)
+    pred = body_predictions(models, data.pose, data.shape, data.gender, data.imgname)
+    cams = np.stack([fit_weak_perspective(models["male"].spin_regressor.numpy() @ pred.vertices[i], data.part[i],
+                                          data.center[i], data.scale[i]) for i in range(COUNT)])
+    pred = type(pred)(**{**pred.__dict__, "cam": cams.astype(np.float32)})
+    tile = 48
+    out = qualitative_figure(pred, data, images, models["neutral"].faces.numpy(), tmp_path / "q.png", count=2, tile=tile)
+    grid = np.asarray(Image.open(out))
+    pad = 2
+    assert grid.shape == (2 * (tile + pad) + pad, 3 * (tile + pad) + pad, 3)
+    panels = [grid[pad:pad + tile, pad + c * (tile + pad):pad + c * (tile + pad) + tile] for c in range(3)]
+    assert np.abs(panels[1].astype(int) - panels[0]).sum(-1).astype(bool).mean() > 0.05  # mesh drawn over input
+    assert (panels[2] < 250).any(-1).mean() > 0.03  # the side view shows a body on white
+    views = render_sample_views(np.asarray(Image.open(images / data.imgname[0]).convert("RGB")), pred.vertices[0],
+                                models["neutral"].faces.numpy(), data.center[0], data.scale[0], cams[0], tile)
+    np.testing.assert_array_equal(views[2], panels[2])  # first row = sample 0
+    assert list(select_samples(100, 4)) == [0, 33, 66, 99] and list(select_samples(2, 5)) == [0, 1]
+
+
+# ------------------------------------------------------------------------------------ tables / report
+
+
+def _score(tmp: Path, run: str, dataset: str, mpjpe: float, pa: float, pve: float) -> Path:
+    row = {"run": run, "dataset": dataset, "world": "open", "n": 3, "mpjpe_mm": mpjpe, "pa_mpjpe_mm": pa,
+           "pve_mm": pve, "git_sha": "abc"}
+    per_joint = [{"run": run, "dataset": dataset, "world": "open", "joint": j, "mpjpe_mm": mpjpe, "pa_mpjpe_mm": pa}
+                 for j in ("Right Ankle", "Left Ankle")]
+    groups = [{"run": run, "dataset": dataset, "world": "open", "group": "ankle", "mpjpe_mm": mpjpe, "pa_mpjpe_mm": pa}]
+    path = tmp / f"{dataset}_{run}.json"
+    path.write_text(json.dumps({"row": row, "per_joint": per_joint, "groups": groups}))
+    return path
+
+
+def test_eval_tables_and_ablation(tmp_path: Path) -> None:
+    scores = [_score(tmp_path, "sd", "3dpw", 100.0, 60.0, 120.0), _score(tmp_path, "dsr", "3dpw", 90.0, 55.0, 110.0)]
+    paths = write_eval_tables(scores, tmp_path / "eval_3dpw.csv")
+    assert paths["per_joint"] == per_joint_csv_path(paths["eval"])
+    assert paths["groups"] == joint_groups_csv_path(paths["eval"]) == tmp_path / "eval_3dpw_joint_groups.csv"
+    with open(paths["eval"]) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["run"] for r in rows] == ["sd", "dsr"] and tuple(rows[0])[:7] == EVAL_COLUMNS
+    assert float(rows[1]["pa_mpjpe_mm"]) == 55.0 and rows[0]["git_sha"] == "abc"
+    with pytest.raises(FileNotFoundError, match="score_predictions"):
+        write_eval_tables([tmp_path / "nope.json"], tmp_path / "x.csv")
+
+    # mean and sample std per variant, in the variants' order; one repetition -> NaN std
+    runs = {"dsr-s0": (90.0, 50.0), "sd-s0": (100.0, 60.0), "dsr-s1": (94.0, 54.0), "sd-s1": (104.0, 62.0),
+            "sd-s2": (96.0, 58.0), "dsr_c-s0": (99.0, 59.0)}
+    ab_scores = [_score(tmp_path, r, "3dpw", m, p, 2 * m) for r, (m, p) in runs.items()]
+    table = write_ablation(ab_scores, {"sd": [], "dsr_c": ["dsr_c"], "dsr": ["dsr_mc", "dsr_c"], "dsr_fb": ["dsr_fb"]},
+                           tmp_path / "ablation.csv", tmp_path / "ablation_runs.csv")
+    assert [r["variant"] for r in table] == ["sd", "dsr_c", "dsr"]
+    sd, dsr_c, dsr = table
+    assert sd["repetitions"] == 3 and sd["runs"] == "sd-s0 sd-s1 sd-s2"
+    assert sd["mpjpe_mm_mean"] == pytest.approx(100.0) and sd["mpjpe_mm_std"] == pytest.approx(4.0)
+    assert sd["pa_mpjpe_mm_std"] == pytest.approx(2.0) and sd["pve_mm_mean"] == pytest.approx(200.0)
+    assert dsr["mpjpe_mm_mean"] == pytest.approx(92.0) and dsr["mpjpe_mm_std"] == pytest.approx(math.sqrt(8.0))
+    assert dsr["dsr_terms"] == "dsr_mc+dsr_c" and math.isnan(dsr_c["mpjpe_mm_std"])
+    with open(tmp_path / "ablation.csv") as fh:
+        back = list(csv.DictReader(fh))
+    assert float(back[0]["mpjpe_mm_std"]) == pytest.approx(4.0) and back[1]["mpjpe_mm_std"] == "nan"
+    assert format_mean_std(51.66, 0.44) == "51.7 ± 0.4" and format_mean_std(51.7, math.nan) == "51.7"
+    with pytest.raises(ValueError, match="unknown variant"):
+        ablation_rows([{"run": "foo-s0", "dataset": "3dpw", "world": "open", "n": 3, "mpjpe_mm": 1.0,
+                        "pa_mpjpe_mm": 1.0, "pve_mm": 1.0}], DEFAULT_VARIANTS)
+
+
+def test_pipeline_report(tmp_path: Path) -> None:
+    scores = [_score(tmp_path, "sd", "3dpw", 100.0, 60.0, 120.0), _score(tmp_path, "dsr", "3dpw", 90.0, 55.25, 110.0)]
+    eval_csv = write_eval_tables(scores, tmp_path / "eval_3dpw.csv")["eval"]
+    ab = [_score(tmp_path, f"sd-s{k}", "3dpw", 100.0 + 2 * k, 60.0, 120.0) for k in range(2)]
+    write_ablation(ab, {"sd": []}, tmp_path / "ablation.csv", tmp_path / "ablation_runs.csv")
+    png = tmp_path / "prior_views.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(png)
+    qc = tmp_path / "3dpw.qc.json"
+    qc.write_text(json.dumps({"samples": 120, "valid_fraction": 1.0, "mc": {"LeftArm": {"kept_fraction": 0.8125}}}))
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("step,phase,total,val_mpjpe_mm\n1,train,2.0,\n2,train,1.5,\n2,val,,80.0\n")
+    assert mask_qc_rows({"3dpw": qc}) == [{"dataset": "3dpw", "samples": 120, "valid_fraction": 1.0,
+                                           "LeftArm kept": 0.8125}]
+    out = write_pipeline_report(tmp_path / "report.html", eval_csvs=[eval_csv], prior_figures=[png],
+                                mask_sheets={"3dpw": png}, mask_qc={"3dpw": qc}, training_curves={"sd": metrics},
+                                qualitative={"sd": png}, ablation_csv=tmp_path / "ablation.csv",
+                                provenance={"world": "open"})
+    html = out.read_text()
+    assert "55.2" in html and "101.0 ± 1.4" in html and "0.8125" in html and "LeftArm kept" in html
+    assert "Training curves of run sd" in html and "Run sd: input" in html and "Semantic prior: prior views" in html
+    assert html.count("data:image/png;base64,") == 5  # per-joint chart, prior, sheet, curves, qualitative

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,7 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 # anny imports roma -> torch._dynamo -> triton, which segfaults when imported after an EGL context exists;
 # importing it first (as any real stage process does, one library per process) keeps the test session safe.
-import torch._dynamo  # noqa: E402,F401
+import torch._dynamo  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -53,3 +56,24 @@ def open_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("body_models")
     report = build_open_body_model(out, n_shape_samples=120, seed=0, progress=False)
     return out, report
+
+
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run this repository's workflow in ``workdir`` (its own config/config.yaml) on 2 cores."""
+    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, "PYOPENGL_PLATFORM": "egl"})
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole DAG (default target) on tests/config_tiny.yaml, run once per session: the work folder."""
+    work = tmp_path_factory.mktemp("dag")
+    (work / "config").mkdir()
+    shutil.copy(ROOT / "tests" / "config_tiny.yaml", work / "config" / "config.yaml")
+    res = run_snakemake(work, "all")
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    return work

@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import run_snakemake
 
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-
-
-def _snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
-                          env={**os.environ, "PYOPENGL_PLATFORM": "egl"})
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("dag")
-    (work / "config").mkdir()
-    shutil.copy(ROOT / "tests" / "config_tiny.yaml", work / "config" / "config.yaml")
-    res = _snakemake(work, "all")
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-    return work
+# One runner and one tiny-DAG fixture for every test that needs them (tests/conftest.py).
+_snakemake = run_snakemake
 
 
 def test_every_stage_wrote_its_products(tiny_run: Path) -> None:

@@ -17,20 +17,14 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from pipeline.losses.terms import ALL_TERMS, DSR_TERMS
+
 #: SPIN's global loss multiplier (``loss *= 60``).
 SPIN_LOSS_SCALE: float = 60.0
 #: Paper's DSR weights (§4 "set to 0.01").
 PAPER_DSR_WEIGHT: float = 0.01
 #: Paper: DSR losses enabled after 10K iterations.
 PAPER_DSR_START_ITER: int = 10_000
-
-#: Standard-term names (keys of ``terms``), each computed by :mod:`pipeline.losses.standard`.
-STANDARD_TERMS: tuple[str, ...] = (
-    "keypoint_2d", "keypoint_3d", "smpl_pose", "smpl_betas", "vertices", "camera", "betas_prior",
-)
-#: DSR-term names (keys of ``terms``), the variants of :mod:`pipeline.losses.dsr`; gated by ``dsr_start_iter``.
-DSR_TERMS: tuple[str, ...] = ("dsr_mc", "dsr_c", "dsr_fb", "soft_distm", "mvp")
-ALL_TERMS: tuple[str, ...] = STANDARD_TERMS + DSR_TERMS
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint dict on the CPU (``weights_only``: never executes code from the file).
 
     Raises:
-        FileNotFoundError / ValueError naming the file when it is missing, unreadable or not a dict.
+        FileNotFoundError / ValueError / TypeError naming the file when it is missing, unreadable or not a dict.
     """
     path = Path(path)
     if not path.is_file():
@@ -55,7 +55,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as exc:  # several unpickling error types
         raise ValueError(f"cannot read checkpoint {path}: {exc}; delete it and rerun training") from exc
     if not isinstance(obj, dict):
-        raise ValueError(f"checkpoint {path} holds a {type(obj).__name__}, expected a dict")
+        raise TypeError(f"checkpoint {path} holds a {type(obj).__name__}, expected a dict")
     return obj
 
 

@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pipeline.losses.composite import DSR_TERMS
+from pipeline.losses.terms import DSR_TERMS
 from pipeline.runtime import stage_seed
 
 DEFAULT_VARIANTS: dict[str, tuple[str, ...]] = {

@@ -29,6 +29,7 @@ def get_final_targets():
         "results/prior/prior_views.png",
         get_mask_stores(),
         "results/prior/prior_quality.json" if config["world"] == "open" else [],
+        [f"results/train/{run}/checkpoints/final.pt" for run in config["train"]["runs"]],
         [
             config["assets"][f"{g}_datasets"][s]["annotations"]
             for g, s in get_open_splits()

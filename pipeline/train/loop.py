@@ -1,0 +1,466 @@
+"""The training loop: ``train(settings, paths, out_dir) -> metrics`` (stage 8, rule ``train_regressor``).
+
+Per step (SPIN's trainer plus the DSR terms, ../shared/reference/DSR_SPIN_EFT_NOTES.md A.6–A.9, C.6):
+
+1. HMR regresses rotations, betas and the weak-perspective camera from the augmented crops;
+2. the neutral body model gives vertices and SPIN's 24 joints (``spin_part`` regressor);
+3. standard terms: 2D keypoints (projected with SPIN's f = 5000 px camera), pelvis-centred 3D joints, SMPL
+   rotation-matrix and betas MSE, camera scale term;
+4. from ``dsr_start_iter`` on, the run's DSR terms: one soft render of the body with per-face textures
+   (DSR-MC: the prior summed over the sample's valid MC labels; DSR-C: the prior summed per class; MVP: the
+   argmax prior) at ``render_size`` pixels, compared with the sample's masks;
+5. Adam step.
+
+Exact resume: ``checkpoints/last.pt`` holds model, optimiser, step and the torch RNG (dropout); data are a
+pure function of ``(seed, step)`` (:mod:`pipeline.train.data`). A checkpoint is only resumed when its settings
+fingerprint matches; otherwise training starts over (logged). ``metrics.csv`` rows after the resumed step are
+dropped before appending, so a killed-and-resumed run writes the same table as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from pipeline.body.joints import J24_TO_J14
+from pipeline.body.model import BodyModel
+from pipeline.evaluate.metrics import mpjpe, pa_mpjpe
+from pipeline.losses.composite import LossWeights, dsr_enabled, total_loss
+from pipeline.losses.dsr import argmax_prior, distance_to_mask, get_dsr_loss
+from pipeline.losses.standard import (
+    PELVIS_JOINTS,
+    camera_loss,
+    keypoint_2d_loss,
+    keypoint_3d_loss,
+    smpl_param_loss,
+)
+from pipeline.masks.clean import MC_IDS
+from pipeline.model.hmr import (
+    HMR,
+    HMROutput,
+    load_mean_params,
+    load_pretrained,
+    mean_params_from_dataset,
+)
+from pipeline.render.camera import (
+    CROP_SIZE,
+    FOCAL_LENGTH,
+    perspective_projection,
+    pixels_to_normalized,
+    scale_focal_length,
+    weak_perspective_to_translation,
+)
+from pipeline.render.soft import render_semantics
+from pipeline.train.checkpoint import read_checkpoint, save_checkpoint
+from pipeline.train.data import (
+    MixedDataset,
+    SampleSource,
+    StepRange,
+    to_tensors,
+    validation_indices,
+)
+from pipeline.train.settings import TrainPaths, TrainSettings
+
+log = logging.getLogger(__name__)
+
+#: DSR terms rendered from the MC texture (the prior summed over the sample's valid MC labels).
+MC_TERMS: tuple[str, ...] = ("dsr_mc", "soft_distm")
+# ------------------------------------------------------------------------------------------------ set-up
+def _sources(settings: TrainSettings, need_masks: bool) -> tuple[list[SampleSource], SampleSource | None, np.ndarray]:
+    """Training sources, the validation source (a view of one of them, no augmentation) and its indices."""
+    sources, val_source, val_index = [], None, np.zeros(0, dtype=np.int64)
+    names = [s.name for s in settings.datasets]
+    if settings.val_dataset is not None and settings.val_dataset not in names:
+        raise ValueError(f"train.validation.dataset {settings.val_dataset!r} is not one of the training datasets "
+                         f"{names}")
+    for spec in settings.datasets:
+        if need_masks and spec.masks is None:
+            raise ValueError(f"run {settings.run!r} uses DSR terms but dataset {spec.name!r} has no mask store; add "
+                             "it to masks.datasets")
+        exclude: np.ndarray = np.zeros(0, dtype=np.int64)
+        if spec.name == settings.val_dataset:
+            probe = SampleSource(spec, settings.image_size, settings.render_size)
+            exclude = validation_indices(probe.data, settings.val_fraction)
+            if not len(exclude):
+                raise ValueError(f"validation dataset {spec.name!r} has no samples with 3D joints (S); choose "
+                                 "another train.validation.dataset or null")
+            val_source, val_index = probe, exclude
+        sources.append(SampleSource(spec, settings.image_size, settings.render_size, exclude=exclude))
+    return sources, val_source, val_index
+
+
+def _mean_params(paths: TrainPaths, sources: Sequence[SampleSource], num_betas: int) -> dict[str, np.ndarray]:
+    if paths.mean_params is not None:
+        return load_mean_params(paths.mean_params)
+    poses, shapes = [], []
+    for src in sources:
+        idx = src.train_index[src.data.has_smpl[src.train_index].astype(bool)]
+        poses.append(src.data.pose[idx])
+        shapes.append(src.data.shape[idx, :num_betas])
+    pose = np.concatenate(poses)
+    if not len(pose):
+        raise ValueError("no training sample has SMPL parameters to compute mean parameters from; set "
+                         "assets.smpl_mean_params to SPIN's smpl_mean_params.npz")
+    return mean_params_from_dataset(pose, np.concatenate(shapes))
+
+
+class PriorTextures:
+    """Per-face textures from ``semantic_prior.npz`` for the DSR terms.
+
+    Args:
+        path: the prior file (``face_prob`` (F, 20)).
+        num_faces: faces of the body model (must match).
+        class_matrix: (20, C) label -> DSR-C class membership (``ClassMapping.matrix()``).
+    """
+
+    def __init__(self, path: str | Path, num_faces: int, class_matrix: np.ndarray, device: torch.device) -> None:
+        with np.load(path) as f:
+            if "face_prob" not in f.files:
+                raise ValueError(f"{path}: no 'face_prob' array; rebuild it with rule accumulate_prior")
+            face_prob = torch.as_tensor(np.asarray(f["face_prob"], dtype=np.float32))
+        if face_prob.shape[0] != num_faces:
+            raise ValueError(f"{path}: prior has {face_prob.shape[0]} faces but the body model has {num_faces}; build "
+                             "the prior for this body model")
+        self.face_prob = face_prob.to(device)
+        self.mc = self.face_prob[:, MC_IDS]  # (F, 5)
+        self.mc_argmax = argmax_prior(self.face_prob)[:, MC_IDS]
+        self.classes = (self.face_prob @ torch.as_tensor(class_matrix, device=device)).T.contiguous()  # (C, F)
+
+    def textures(self, terms: Sequence[str], valid_mc: torch.Tensor) -> tuple[torch.Tensor, dict[str, slice]]:
+        """(B, K, F) textures for the active terms and the channel slice of each texture kind."""
+        batch = valid_mc.shape[0]
+        w = valid_mc.to(self.mc.dtype)
+        parts: list[torch.Tensor] = []
+        where: dict[str, slice] = {}
+        if any(t in terms for t in MC_TERMS):
+            where["mc"] = slice(len(parts), len(parts) + 1)
+            parts.append((w @ self.mc.T)[:, None])
+        if "mvp" in terms:
+            where["mvp"] = slice(len(parts), len(parts) + 1)
+            parts.append((w @ self.mc_argmax.T)[:, None])
+        if "dsr_c" in terms:
+            n = self.classes.shape[0]
+            start = sum(p.shape[1] for p in parts)
+            where["c"] = slice(start, start + n)
+            parts.append(self.classes[None].expand(batch, -1, -1))
+        if not parts:  # DSR-FB alone: any texture, only the silhouette is used
+            where["fb"] = slice(0, 1)
+            parts.append(torch.ones(batch, 1, self.mc.shape[0], device=self.mc.device))
+        return torch.cat(parts, dim=1), where
+
+
+# ------------------------------------------------------------------------------------------------ losses
+def predict_body(model: HMR, body: BodyModel, images: torch.Tensor) -> tuple[HMROutput, Any, torch.Tensor]:
+    """Regressor + body model: output, posed body and the camera translation."""
+    out = model(images)
+    posed = body(betas=out.pred_betas, body_pose=out.pred_rotmat[:, 1:], global_orient=out.pred_rotmat[:, :1])
+    return out, posed, weak_perspective_to_translation(out.pred_cam)
+
+
+def standard_terms(out: HMROutput, posed: Any, cam_t: torch.Tensor, batch: Mapping[str, torch.Tensor]
+                   ) -> dict[str, torch.Tensor]:
+    """SPIN's terms (weights applied in :func:`pipeline.losses.composite.total_loss`)."""
+    joints = posed.joints_spin
+    kp = pixels_to_normalized(perspective_projection(joints, cam_t), CROP_SIZE)
+    loss_pose, loss_betas = smpl_param_loss(out.pred_rotmat, out.pred_betas, batch["pose"], batch["betas"],
+                                            batch["has_smpl"])
+    return {
+        "keypoint_2d": keypoint_2d_loss(kp, batch["keypoints"], num_openpose=0),
+        "keypoint_3d": keypoint_3d_loss(joints, batch["joints_3d"], batch["has_pose_3d"]),
+        "smpl_pose": loss_pose,
+        "smpl_betas": loss_betas,
+        "camera": camera_loss(out.pred_cam),
+    }
+
+
+def dsr_terms(settings: TrainSettings, prior: PriorTextures, vertices: torch.Tensor, faces: torch.Tensor,
+              cam_t: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """Render once, then every enabled DSR term; returns the terms and their valid-sample counts."""
+    terms = settings.dsr_terms
+    valid_mc = batch["valid_mc"]
+    textures, where = prior.textures(terms, valid_mc)
+    r = settings.render_size
+    images, silhouette = render_semantics(
+        vertices, faces, textures, cam_t, focal=scale_focal_length(FOCAL_LENGTH, CROP_SIZE, r), image_size=r,
+        sigma=float(settings.renderer["sigma"]), gamma=float(settings.renderer["gamma"]),
+        backend=settings.renderer["backend"])
+    has = batch["has_masks"]
+    mc_valid = has & valid_mc.any(dim=1)
+    known = batch["mask_known"]
+    red = settings.dsr_reduction
+    out: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    for term in terms:
+        if term == "dsr_mc":
+            loss, n = get_dsr_loss(term)(images[:, where["mc"]][:, 0], batch["mask_mc"], mc_valid,
+                                         valid_pixels=known, reduction=red)
+        elif term == "soft_distm":
+            dist = distance_to_mask(batch["mask_mc"]).to(images.device)
+            loss, n = get_dsr_loss(term)(images[:, where["mc"]][:, 0], batch["mask_mc"], mc_valid, distance=dist,
+                                         valid_pixels=known, reduction=red)
+        elif term == "mvp":
+            loss, n = get_dsr_loss(term)(images[:, where["mvp"]][:, 0], batch["mask_mc"], mc_valid,
+                                         valid_pixels=known, reduction=red)
+        elif term == "dsr_c":
+            loss, n = get_dsr_loss(term)(images[:, where["c"]], batch["mask_c"], known, valid=has, reduction=red,
+                                         check_labels=False)
+        elif term == "dsr_fb":
+            person = (batch["mask_c"] > 0).to(silhouette.dtype)
+            loss, n = get_dsr_loss(term)(silhouette, person, has, metric=settings.fb_metric, valid_pixels=known,
+                                         reduction=red)
+        else:  # parse_run already rejects unknown terms
+            raise ValueError(f"unknown DSR term {term!r}")
+        out[term] = loss
+        counts[term] = int(n)
+    return out, counts
+
+
+# -------------------------------------------------------------------------------------------- validation
+@torch.no_grad()
+def validate(model: HMR, body: BodyModel, source: SampleSource, index: np.ndarray, batch_size: int,
+             device: torch.device) -> dict[str, float]:
+    """MPJPE / PA-MPJPE (mm, 14 LSP joints, hip-centred) on held-out samples, no augmentation."""
+    was_training = model.training
+    model.eval()
+    pred, gt = [], []
+    for start in range(0, len(index), batch_size):
+        items = [source.item(int(i)) for i in index[start:start + batch_size]]
+        images = torch.as_tensor(np.stack([it["img"] for it in items]), device=device)
+        _, posed, _ = predict_body(model, body, images)
+        pred.append(posed.joints_spin.cpu().double().numpy())
+        gt.append(np.stack([it["joints_3d"][:, :3] for it in items]).astype(np.float64))
+    model.train(was_training)
+    p, g = np.concatenate(pred), np.concatenate(gt)
+    a, b = PELVIS_JOINTS
+    p = p - 0.5 * (p[:, a] + p[:, b])[:, None]
+    g = g - 0.5 * (g[:, a] + g[:, b])[:, None]
+    p, g = p[:, list(J24_TO_J14)], g[:, list(J24_TO_J14)]
+    return {"val_mpjpe_mm": float(mpjpe(p, g).mean() * 1000.0), "val_pa_mpjpe_mm": float(pa_mpjpe(p, g).mean() * 1000.0)}
+
+
+# --------------------------------------------------------------------------------------------- logging
+class MetricsTable:
+    """``metrics.csv`` with a fixed header; on resume rows after the resumed step are dropped."""
+
+    def __init__(self, path: Path, columns: Sequence[str], resume_step: int) -> None:
+        self.path = path
+        self.columns = list(columns)
+        rows: list[dict[str, str]] = []
+        if resume_step > 0 and path.is_file():
+            with path.open() as f:
+                reader = csv.DictReader(f)
+                if reader.fieldnames == self.columns:
+                    rows = [r for r in reader if int(r["step"]) <= resume_step]
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.columns).writerow({k: _fmt(row.get(k)) for k in self.columns})
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}" if math.isfinite(value) else "nan"
+    return str(value)
+
+
+def _tensorboard(path: Path, purge_step: int):  # type: ignore[no-untyped-def]
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(path), purge_step=purge_step if purge_step > 0 else None)
+
+
+# -------------------------------------------------------------------------------------------------- loop
+def build_model(settings: TrainSettings, paths: TrainPaths, sources: Sequence[SampleSource]) -> tuple[HMR, str]:
+    """The regressor, initialised from the mean parameters and optionally from pretrained weights."""
+    torch.manual_seed(settings.seed)
+    model = HMR(backbone=settings.backbone, n_iter=settings.n_iter,
+                mean_params=_mean_params(paths, sources, settings.num_betas), num_betas=settings.num_betas)
+    loaded = load_pretrained(model, paths.pretrained) if paths.pretrained is not None else "none"
+    return model, loaded
+
+
+def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
+          stop_after: int | None = None) -> dict[str, Any]:
+    """Train (or resume) one run into ``out_dir``.
+
+    Writes ``checkpoints/last.pt`` (and the running ``checkpoints/metrics.csv``) every ``checkpoint_every``
+    steps, ``checkpoints/final.pt`` at the end, ``metrics.csv`` and TensorBoard events under ``tensorboard/``.
+
+    Args:
+        settings: the run.
+        paths: input files.
+        out_dir: the run's folder.
+        stop_after: stop (with a checkpoint) after this many steps in total, as if killed right after a
+            checkpoint — for tests and time-sliced jobs; ``final.pt`` is not written then.
+
+    Returns:
+        Summary metrics: ``steps``, ``seconds``, ``samples_per_s``, mean of each logged term over the last
+        logging interval, the last validation metrics, DSR valid/skipped sample counts, ``resumed_from``.
+    """
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(settings.device)
+    if settings.threads > 0:
+        torch.set_num_threads(settings.threads)
+    need_dsr = bool(settings.dsr_terms)
+    if need_dsr and paths.prior is None:
+        raise ValueError(f"run {settings.run!r} uses DSR terms {list(settings.dsr_terms)} but no semantic prior was "
+                         "given")
+    sources, val_source, val_index = _sources(settings, need_masks=need_dsr)
+    weights = LossWeights.from_dict(settings.loss_weights)
+
+    body = BodyModel(paths.body_models, "neutral", joint_regressors=paths.joint_regressors).to(device)
+    if body.spin_regressor is None:
+        raise ValueError(f"{paths.joint_regressors}: no 'spin_part' regressor; training needs SPIN's 24 joints")
+    faces = body.faces
+    prior = None
+    if need_dsr:
+        mappings = {s.mapping.to_json() for s in sources if s.mapping is not None}
+        if len(mappings) != 1:
+            raise ValueError("the mask stores of the training datasets use different DSR-C mappings; rerun "
+                             "clean_masks with one masks.mapping")
+        class_matrix = next(s.mapping for s in sources if s.mapping is not None).matrix()
+        prior = PriorTextures(paths.prior, body.num_faces, class_matrix, device)
+
+    model, loaded = build_model(settings, paths, sources)
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    fingerprint = settings.fingerprint()
+
+    start = 0
+    last = ckpt_dir / "last.pt"
+    if last.is_file():
+        state = read_checkpoint(last)
+        if state.get("fingerprint") == fingerprint and int(state.get("step", -1)) <= settings.steps:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng"]["torch"])
+            if device.type == "cuda" and state["rng"].get("cuda") is not None:
+                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+            start = int(state["step"])
+            log.info("resuming run %s from %s at step %d", settings.run, last, start)
+        else:
+            log.warning("ignoring %s: it was written with other settings (fingerprint %s, now %s); starting over",
+                        last, state.get("fingerprint"), fingerprint)
+    if start == 0:
+        torch.manual_seed(settings.seed + 1)  # dropout stream, independent of the initialisation
+        log.info("run %s: %d steps, batch %d, %s, DSR terms %s from step %d, init %s (pretrained: %s)",
+                 settings.run, settings.steps, settings.batch_size, settings.backbone, list(settings.dsr_terms),
+                 settings.dsr_start_iter, "mean parameters", loaded)
+
+    term_names = ["keypoint_2d", "keypoint_3d", "smpl_pose", "smpl_betas", "camera", *settings.dsr_terms]
+    columns = ["step", "phase", "total", *term_names, *[f"n_valid_{t}" for t in settings.dsr_terms],
+               *[f"n_skipped_{t}" for t in settings.dsr_terms], "samples_per_s", "val_mpjpe_mm", "val_pa_mpjpe_mm"]
+    # The log lives beside last.pt (Snakemake deletes a rerun job's outputs; the log must survive with the
+    # checkpoint) and is copied to metrics.csv at the end.
+    table = MetricsTable(ckpt_dir / "metrics.csv", columns, start)
+    tb = _tensorboard(out_dir / "tensorboard", start)
+
+    mixed = MixedDataset(sources, settings.ratios, settings.batch_size, settings.seed, settings.augment)
+    stop = settings.steps if stop_after is None else min(settings.steps, stop_after)
+    loader = DataLoader(mixed, batch_size=settings.batch_size, sampler=StepRange(start, stop, settings.batch_size),
+                        num_workers=settings.num_workers, pin_memory=device.type == "cuda",
+                        persistent_workers=False,
+                        # its own generator: creating the iterator must not consume the global (dropout) RNG
+                        generator=torch.Generator().manual_seed(settings.seed))
+
+    def checkpoint(step: int, name: str) -> None:
+        rng = {"torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
+        save_checkpoint(ckpt_dir / name, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+            "model_config": {"backbone": settings.backbone, "n_iter": settings.n_iter,
+                             "num_betas": settings.num_betas, "image_size": settings.image_size},
+            "rng": rng, "fingerprint": fingerprint, "run": settings.run, "settings": settings.to_dict(),
+        })
+
+    sums: dict[str, float] = {}
+    counts_total = {t: 0 for t in settings.dsr_terms}
+    skipped_total = {t: 0 for t in settings.dsr_terms}
+    interval_n = 0
+    last_log: dict[str, Any] = {}
+    last_val: dict[str, float] = {}
+    t0 = time.perf_counter()
+    t_interval = t0
+    bar = tqdm(total=settings.steps, initial=start, desc=f"train {settings.run}", unit="step",
+               disable=not settings.progress, mininterval=10.0)
+    step = start
+    for raw in loader:
+        batch = to_tensors(raw, device)
+        out, posed, cam_t = predict_body(model, body, batch["img"])
+        terms = standard_terms(out, posed, cam_t, batch)
+        dsr_counts: dict[str, int] = {}
+        if need_dsr and dsr_enabled(step, settings.dsr_start_iter):
+            extra, dsr_counts = dsr_terms(settings, prior, posed.vertices, faces, cam_t, batch)  # type: ignore[arg-type]
+            terms.update(extra)
+        loss, values = total_loss(terms, weights, step, settings.dsr_start_iter)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"run {settings.run}: non-finite loss at step {step}: "
+                                     f"{ {k: float(v) for k, v in values.items()} }")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        bar.update(1)
+
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        for t, n in dsr_counts.items():
+            counts_total[t] += n
+            skipped_total[t] += settings.batch_size - n
+            sums[f"n_valid_{t}"] = sums.get(f"n_valid_{t}", 0.0) + n
+            sums[f"n_skipped_{t}"] = sums.get(f"n_skipped_{t}", 0.0) + settings.batch_size - n
+        interval_n += 1
+        if step % settings.log_every == 0 or step == stop:
+            now = time.perf_counter()
+            row: dict[str, Any] = {"step": step, "phase": "train"}
+            row.update({k: v / interval_n for k, v in sums.items() if k in columns and not k.startswith("n_")})
+            row.update({k: int(v) for k, v in sums.items() if k.startswith("n_")})
+            row["samples_per_s"] = interval_n * settings.batch_size / max(now - t_interval, 1e-9)
+            table.append(row)
+            for k, v in row.items():
+                if k not in ("step", "phase") and v is not None:
+                    tb.add_scalar(f"train/{k}", float(v), step)
+            last_log = row
+            sums, interval_n, t_interval = {}, 0, now
+        if val_source is not None and (step % settings.val_every == 0 or step == settings.steps):
+            last_val = validate(model, body, val_source, val_index, settings.batch_size, device)
+            table.append({"step": step, "phase": "val", **last_val})
+            for k, v in last_val.items():
+                tb.add_scalar(f"val/{k}", v, step)
+            log.info("step %d: validation %s", step, {k: round(v, 1) for k, v in last_val.items()})
+        if step % settings.checkpoint_every == 0 or step == stop:
+            checkpoint(step, "last.pt")
+    bar.close()
+    tb.close()
+    if step == settings.steps:
+        checkpoint(step, "final.pt")
+    shutil.copyfile(table.path, out_dir / "metrics.csv")
+    seconds = time.perf_counter() - t0
+    done = step - start
+    summary = {"run": settings.run, "steps": step, "resumed_from": start, "seconds": seconds,
+               "samples_per_s": done * settings.batch_size / max(seconds, 1e-9),
+               **{k: v for k, v in last_log.items() if k not in ("step", "phase")}, **last_val,
+               "dsr_valid_samples": counts_total, "dsr_skipped_samples": skipped_total}
+    log.info("run %s finished at step %d in %.1f s: %s", settings.run, step, seconds,
+             {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()})
+    return summary
+

@@ -1,0 +1,199 @@
+"""Training settings as plain data (torch-free: the Snakefile resolves them per run at DAG-build time).
+
+:func:`settings_from_config` turns the validated ``train`` config section and a run name into
+:class:`TrainSettings`; :meth:`TrainSettings.result_dict` is what determines the trained weights. It is the
+rule's ``params`` (so only runs whose own settings changed rerun: an SD run ignores every DSR setting) and the
+resume fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pipeline.train.runs import parse_run
+
+#: SPIN/DSR crop side.
+CROP_SIZE: int = 224
+#: Settings that only matter to runs with DSR terms (left out of an SD run's result settings).
+DSR_ONLY_SETTINGS: tuple[str, ...] = ("render_size", "dsr_start_iter", "dsr_reduction", "fb_metric", "renderer")
+#: Loss weights that only matter to DSR runs.
+DSR_WEIGHTS: tuple[str, ...] = ("dsr_mc", "dsr_c", "dsr_fb", "soft_distm", "mvp")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One training dataset: name, annotation file, image root, format, optional mask store."""
+
+    name: str
+    annotations: str
+    images: str
+    fmt: str
+    masks: str | None = None
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """SPIN's augmentation constants (``train.augmentation`` in the config).
+
+    enabled: False gives the identity (evaluation, validation); flip_prob: 0.5; noise_factor: 0.4;
+    rot_factor: 30 degrees (std); rot_prob: 0.4 (probability of a non-zero rotation); rot_max: 60 degrees;
+    scale_factor: 0.25 (std of the zoom, clipped to ``1 ± scale_factor``).
+    """
+
+    enabled: bool = True
+    flip_prob: float = 0.5
+    noise_factor: float = 0.4
+    rot_factor: float = 30.0
+    rot_prob: float = 0.4
+    rot_max: float = 60.0
+    scale_factor: float = 0.25
+
+
+#: Settings of the machine, not of the run (never in the rule's params).
+RUNTIME_SETTINGS: tuple[str, ...] = ("threads", "device", "progress")
+#: Run settings that do not change the weights of a given step (left out of the resume fingerprint, so
+#: a longer run or another logging interval resumes from the last checkpoint).
+OPERATIONAL_SETTINGS: tuple[str, ...] = ("steps", "checkpoint_every", "val_every", "log_every", "num_workers")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that defines a run (the resolved ``train`` config plus the run's variant and seed).
+
+    Attributes:
+        run: run name; dsr_terms: enabled DSR terms (:data:`pipeline.losses.composite.DSR_TERMS`); seed.
+        steps: optimiser steps; batch_size; lr, weight_decay: Adam (SPIN: 5e-5, 0; DSR: 3e-5).
+        backbone: ``resnet50`` (paper) or ``resnet18``; n_iter: regressor iterations; num_betas.
+        image_size: crop side fed to the network (224 in the paper); render_size: DSR render/mask side.
+        dsr_start_iter: first step with DSR terms (paper: 10K); loss_weights: :class:`LossWeights` overrides.
+        dsr_reduction: ``valid_mean`` or ``batch_mean`` (official); fb_metric: DSR-FB metric.
+        renderer: ``{"backend", "sigma", "gamma"}`` of :func:`pipeline.render.soft.render_semantics`.
+        datasets: the mix; ratios: sampling probability per dataset.
+        augment: SPIN augmentation; val_dataset / val_fraction: held-out validation samples (None: none).
+        checkpoint_every, val_every, log_every: in steps; num_workers: DataLoader workers; threads: torch
+        intra-op threads (0 = torch default); device: ``cpu`` / ``cuda``; progress: tqdm bar.
+    """
+
+    run: str
+    dsr_terms: tuple[str, ...]
+    seed: int
+    steps: int
+    batch_size: int
+    datasets: tuple[SourceSpec, ...]
+    ratios: tuple[float, ...]
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    backbone: str = "resnet50"
+    n_iter: int = 3
+    num_betas: int = 10
+    image_size: int = CROP_SIZE
+    render_size: int = CROP_SIZE
+    dsr_start_iter: int = 0
+    loss_weights: Mapping[str, float] = field(default_factory=dict)
+    dsr_reduction: str = "valid_mean"
+    fb_metric: str = "soft_iou"
+    renderer: Mapping[str, Any] = field(default_factory=lambda: {"backend": "pairs", "sigma": 1e-5, "gamma": 1e-1})
+    augment: AugmentSettings = AugmentSettings()
+    val_dataset: str | None = None
+    val_fraction: float = 0.1
+    checkpoint_every: int = 1000
+    val_every: int = 1000
+    log_every: int = 10
+    num_workers: int = 0
+    threads: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["dsr_terms"] = list(self.dsr_terms)
+        d["datasets"] = [asdict(s) for s in self.datasets]
+        d["ratios"] = list(self.ratios)
+        d["loss_weights"] = dict(self.loss_weights)
+        d["renderer"] = dict(self.renderer)
+        return d
+
+    def params_dict(self) -> dict[str, Any]:
+        """The run's settings as the rule's ``params``: no machine settings, and for a run without DSR terms no
+        DSR setting (so editing, e.g., ``dsr_start_iter`` reruns only DSR runs)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_SETTINGS}
+        if not self.dsr_terms:
+            for key in DSR_ONLY_SETTINGS:
+                d.pop(key)
+            d["loss_weights"] = {k: v for k, v in d["loss_weights"].items() if k not in DSR_WEIGHTS}
+        return d
+
+    def fingerprint(self) -> str:
+        """Hash of the settings that determine the weights at a given step (resume guard)."""
+        d = {k: v for k, v in self.params_dict().items() if k not in OPERATIONAL_SETTINGS}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], **runtime: Any) -> TrainSettings:
+        """Inverse of :meth:`params_dict` / :meth:`to_dict`; ``runtime`` sets threads, device, progress."""
+        values = dict(d)
+        values.update(runtime)
+        values["dsr_terms"] = tuple(values["dsr_terms"])
+        values["datasets"] = tuple(SourceSpec(**s) for s in values["datasets"])
+        values["ratios"] = tuple(values["ratios"])
+        values["augment"] = AugmentSettings(**values["augment"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    """Input files: body-model folder, joint regressors, semantic prior (DSR runs), optional mean params and
+    pretrained weights."""
+
+    body_models: str
+    joint_regressors: str
+    prior: str | None = None
+    mean_params: str | None = None
+    pretrained: str | None = None
+
+
+def settings_from_config(train_cfg: Mapping[str, Any], train_datasets: Mapping[str, Mapping[str, str]],
+                         mask_stores: Mapping[str, str], run: str, *, master_seed: int, device: str,
+                         threads: int = 0, progress: bool = True) -> TrainSettings:
+    """Resolve a run's :class:`TrainSettings` from the validated ``train`` config section.
+
+    Args:
+        train_cfg: ``config["train"]`` (schema defaults filled).
+        train_datasets: ``config["assets"]["train_datasets"]``.
+        mask_stores: dataset name -> cleaned mask store (only needed by DSR runs).
+        run: run name (:func:`pipeline.train.runs.parse_run`).
+        master_seed: ``config["seed"]``; device: a torch device string; threads: torch threads.
+    """
+    spec = parse_run(run, train_cfg["variants"], master_seed)
+    mix = {k: float(v) for k, v in train_cfg["datasets"].items() if float(v) > 0}
+    if not mix:
+        raise ValueError("train.datasets: every ratio is 0; give at least one dataset a positive ratio")
+    datasets = []
+    for name in mix:
+        entry = train_datasets[name]
+        masks = mask_stores.get(name) if spec.uses_dsr else None
+        if spec.uses_dsr and masks is None:
+            raise ValueError(f"run {run!r} uses DSR terms {list(spec.dsr_terms)} but training dataset {name!r} has no "
+                             f"masks: add it to masks.datasets (now {sorted(mask_stores)}) or set its ratio in "
+                             "train.datasets to 0")
+        datasets.append(SourceSpec(name=name, annotations=str(entry["annotations"]), images=str(entry["images"]),
+                                   fmt=str(entry["format"]), masks=None if masks is None else str(masks)))
+    val = train_cfg["validation"]
+    return TrainSettings(
+        run=run, dsr_terms=spec.dsr_terms, seed=spec.seed, steps=int(train_cfg["steps"]),
+        batch_size=int(train_cfg["batch_size"]), datasets=tuple(datasets), ratios=tuple(mix.values()),
+        lr=float(train_cfg["lr"]), weight_decay=float(train_cfg["weight_decay"]), backbone=train_cfg["backbone"],
+        n_iter=int(train_cfg["n_iter"]), image_size=int(train_cfg["image_size"]),
+        render_size=int(train_cfg["render_size"]), dsr_start_iter=int(train_cfg["dsr_start_iter"]),
+        loss_weights=dict(train_cfg["loss_weights"]), dsr_reduction=train_cfg["dsr_reduction"],
+        fb_metric=train_cfg["fb_metric"], renderer=dict(train_cfg["renderer"]),
+        augment=AugmentSettings(**train_cfg["augmentation"]),
+        val_dataset=val["dataset"] if val["dataset"] in mix else None, val_fraction=float(val["fraction"]),
+        checkpoint_every=int(train_cfg["checkpoint_every"]), val_every=int(val["every"]),
+        log_every=int(train_cfg["log_every"]), num_workers=int(train_cfg["num_workers"]), threads=threads,
+        device=device, progress=progress,
+    )

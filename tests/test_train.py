@@ -1,0 +1,257 @@
+"""Training stage: augmentation labels under a mirror, loss decrease, DSR gradients, exact resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pipeline.body.model import BodyModel
+from pipeline.masks.clean import warp_nearest
+from pipeline.masks.mappings import flip_valid_mc, resolve_mapping
+from pipeline.parsing.labels import LABEL_ID
+from pipeline.train.augment import (
+    Augmentation,
+    augment_targets,
+    flip_class_map,
+    flip_joints_3d,
+    flip_keypoints_labels,
+    flip_pose,
+)
+from pipeline.train.crop import crop_affine, index_affine, to_homogeneous, transform_points, warp_image
+from pipeline.train.data import SampleSource
+from pipeline.train.loop import PriorTextures, dsr_terms, predict_body, standard_terms, train
+from pipeline.train.settings import TrainPaths, TrainSettings, settings_from_config
+from tests.conftest import ROOT
+
+
+def _tiny_settings(work: Path, run: str, **overrides: object) -> tuple[TrainSettings, TrainPaths]:
+    from pipeline.config import validate_config
+
+    cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    validate_config(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    for section in ("train_datasets",):
+        for entry in cfg["assets"][section].values():
+            entry["annotations"] = str(work / entry["annotations"])
+            entry["images"] = str(work / entry["images"])
+    stores = {n: str(work / f"results/masks/{n}.h5") for n in cfg["masks"]["datasets"]}
+    settings = settings_from_config(cfg["train"], cfg["assets"]["train_datasets"], stores, run, master_seed=0,
+                                    device="cpu", threads=1, progress=False)
+    paths = TrainPaths(body_models=str(work / "resources/body_models"),
+                       joint_regressors=str(work / "resources/body_models/joint_regressors.npz"),
+                       prior=str(work / "results/prior/semantic_prior.npz"))
+    return dataclasses.replace(settings, **overrides), paths
+
+
+# ------------------------------------------------------------------------------------ mirror and crop
+def test_crop_affine_maps_the_box_and_flips_about_the_centre() -> None:
+    a = crop_affine(np.array([100.0, 60.0]), 0.5, 64)  # box side 100 px -> 64 px
+    np.testing.assert_allclose(transform_points(np.array([[100.0, 60.0], [50.0, 10.0]]), a), [[32, 32], [0, 0]], atol=1e-9)
+    f = crop_affine(np.array([100.0, 60.0]), 0.5, 64, flip=True)
+    np.testing.assert_allclose(transform_points(np.array([[50.0, 10.0]]), f), [[64, 0]], atol=1e-9)
+    # index convention: the pixel centre (j + 0.5) of column j maps to the centre of column res - 1 - j
+    np.testing.assert_allclose(transform_points(np.array([[0.0, 0.0]]), index_affine(np.array([[-1.0, 0, 8],
+                                                                                             [0, 1, 0]]))), [[7, 0]])
+    r = crop_affine(np.array([100.0, 60.0]), 0.5, 64, rot=90.0)
+    np.testing.assert_allclose(transform_points(np.array([[150.0, 60.0]]), r), [[32, 64]], atol=1e-9)
+
+
+def test_flip_twice_is_identity_for_every_label() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    a = crop_affine(np.array([30.0, 20.0]), 0.2, 40, flip=True)  # 40-px box -> 40-px crop, mirrored
+    twice = warp_image(warp_image(image, a, 40), crop_affine(np.array([20.0, 20.0]), 0.2, 40, flip=True), 40)
+    np.testing.assert_array_equal(twice, warp_image(image, crop_affine(np.array([30.0, 20.0]), 0.2, 40), 40))
+    once = warp_image(image, a, 40)
+    np.testing.assert_array_equal(once, warp_image(image, crop_affine(np.array([30.0, 20.0]), 0.2, 40), 40)[:, ::-1])
+    kp = rng.normal(size=(24, 3))
+    np.testing.assert_array_equal(flip_keypoints_labels(flip_keypoints_labels(kp)), kp)
+    pose = rng.normal(size=72)
+    np.testing.assert_allclose(flip_pose(flip_pose(pose)), pose)
+    joints = rng.normal(size=(24, 4))
+    np.testing.assert_allclose(flip_joints_3d(flip_joints_3d(joints)), joints)
+    p2, j2 = augment_targets(*augment_targets(pose, joints, Augmentation(flip=True)), Augmentation(flip=True))
+    np.testing.assert_allclose(p2, pose, atol=1e-12)
+    np.testing.assert_allclose(j2, joints, atol=1e-12)
+    valid = np.array([True, False, True, False, True])
+    np.testing.assert_array_equal(flip_valid_mc(valid), [False, True, False, True, True])
+    np.testing.assert_array_equal(flip_valid_mc(flip_valid_mc(valid)), valid)
+
+
+def test_mirrored_mask_turns_left_arm_into_right_arm() -> None:
+    mapping = resolve_mapping("official8")
+    lut, flip = mapping.lut(), mapping.flip_permutation()
+    labels = np.zeros((20, 20), np.uint8)
+    labels[5:15, 2:6] = LABEL_ID["LeftArm"]  # on the image's left side
+    labels[5:15, 14:16] = LABEL_ID["Face"]
+    classes = lut[labels]
+    mirror = index_affine(np.array([[-1.0, 0.0, 20.0], [0.0, 1.0, 0.0]]))
+    flipped = flip_class_map(warp_nearest(classes, mirror, (20, 20)), flip)
+    left, right = mapping.classes.index("LeftArm"), mapping.classes.index("RightArm")
+    assert (flipped[5:15, 14:18] == right).all() and not (flipped == left).any()
+    assert (flipped[5:15, 4:6] == mapping.classes.index("Head")).all()
+    back = flip_class_map(warp_nearest(flipped, mirror, (20, 20)), flip)
+    np.testing.assert_array_equal(back, classes)
+
+
+def test_sample_mirror_matches_the_unmirrored_sample(tiny_run: Path) -> None:
+    settings, _ = _tiny_settings(tiny_run, "dsr")
+    spec = next(s for s in settings.datasets if s.name == "3dpw")
+    src = SampleSource(spec, 64, 32)
+    i = int(np.flatnonzero(src.store.meta["valid"])[0])
+    plain, mirrored = src.item(i), src.item(i, Augmentation(flip=True))
+    np.testing.assert_array_equal(mirrored["img"], plain["img"][:, :, ::-1])
+    np.testing.assert_array_equal(mirrored["mask_mc"], plain["mask_mc"][:, ::-1])
+    np.testing.assert_array_equal(mirrored["mask_known"], plain["mask_known"][:, ::-1])
+    np.testing.assert_array_equal(mirrored["valid_mc"], flip_valid_mc(plain["valid_mc"]))
+    kp = flip_keypoints_labels(mirrored["keypoints"])
+    np.testing.assert_allclose(kp[:, 0], -plain["keypoints"][:, 0], atol=1e-5)
+    np.testing.assert_allclose(kp[:, 1:], plain["keypoints"][:, 1:], atol=1e-5)
+    assert plain["has_masks"] and plain["mask_known"].mean() > 0.9
+
+
+def test_augmented_2d_keypoints_agree_with_augmented_3d_joints(tiny_run: Path) -> None:
+    """Rotation and mirror applied to the image frame and to the 3D targets describe the same person."""
+    settings, _ = _tiny_settings(tiny_run, "sd")
+    src = SampleSource(next(s for s in settings.datasets if s.name == "h36m"), 64, 32)
+    for aug in (Augmentation(), Augmentation(rot=35.0), Augmentation(flip=True, rot=-50.0, zoom=1.2)):
+        for i in range(len(src.data)):
+            item = src.item(i, aug)
+            kp, joints = item["keypoints"], item["joints_3d"]
+            v = kp[:, 2] > 0
+            # weak perspective: kp = s · X_xy + t
+            m = np.c_[joints[v, :2].reshape(-1, 1), np.tile(np.eye(2), (int(v.sum()), 1))]
+            sol, *_ = np.linalg.lstsq(m, kp[v, :2].reshape(-1), rcond=None)
+            assert np.abs(m @ sol - kp[v, :2].reshape(-1)).mean() < 0.03, (aug, i)
+
+
+# ---------------------------------------------------------------------------------------- optimisation
+def _fixed_batch(settings: TrainSettings, n: int = 4) -> dict[str, torch.Tensor]:
+    items = []
+    for spec in settings.datasets[:2]:
+        src = SampleSource(spec, settings.image_size, settings.render_size)
+        items += [src.item(int(i)) for i in np.flatnonzero(src.store.meta["valid"] if src.store else
+                                                           np.ones(len(src.data), bool))[: n // 2]]
+    return torch.utils.data.default_collate(items)
+
+
+@pytest.mark.parametrize("run", ["sd", "dsr"])
+def test_thirty_steps_reduce_the_loss_on_a_fixed_batch(tiny_run: Path, run: str) -> None:
+    from pipeline.losses.composite import LossWeights, total_loss
+    from pipeline.train.loop import build_model
+
+    settings, paths = _tiny_settings(tiny_run, run, dsr_start_iter=0)
+    batch = _fixed_batch(settings)
+    sources = [SampleSource(s, settings.image_size, settings.render_size) for s in settings.datasets]
+    torch.manual_seed(0)
+    model, _ = build_model(settings, paths, sources)
+    model.eval()  # no dropout: the loss of a fixed batch must fall
+    body = BodyModel(paths.body_models, "neutral", joint_regressors=paths.joint_regressors)
+    prior = PriorTextures(paths.prior, body.num_faces, sources[0].mapping.matrix(), torch.device("cpu")) \
+        if settings.dsr_terms else None
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    losses, first_dsr = [], None
+    for step in range(30):
+        out, posed, cam_t = predict_body(model, body, batch["img"])
+        terms = standard_terms(out, posed, cam_t, batch)
+        if prior is not None:
+            extra, counts = dsr_terms(settings, prior, posed.vertices, body.faces, cam_t, batch)
+            assert counts["dsr_c"] == 4
+            terms.update(extra)
+            if first_dsr is None:
+                first_dsr = sum(extra.values())
+                grad = torch.autograd.grad(first_dsr, model.conv1.weight, retain_graph=True)[0]
+                assert grad.abs().sum() > 0  # DSR gradients reach the first backbone layer
+        loss, _ = total_loss(terms, LossWeights.from_dict(settings.loss_weights), step, 0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_run: Path, tmp_path: Path) -> None:
+    settings, paths = _tiny_settings(tiny_run, "dsr", steps=6, checkpoint_every=2, dsr_start_iter=2, val_every=3)
+    full = train(settings, paths, tmp_path / "full")
+    part = train(settings, paths, tmp_path / "cut", stop_after=4)
+    assert part["steps"] == 4 and not (tmp_path / "cut/checkpoints/final.pt").exists()
+    resumed = train(settings, paths, tmp_path / "cut")
+    assert resumed["resumed_from"] == 4 and full["resumed_from"] == 0
+    a, b = _state(tmp_path / "full/checkpoints/final.pt"), _state(tmp_path / "cut/checkpoints/final.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    drop = ["samples_per_s"]
+    ta = np.genfromtxt(tmp_path / "full/metrics.csv", delimiter=",", names=True, dtype=None, encoding=None)
+    tb = np.genfromtxt(tmp_path / "cut/metrics.csv", delimiter=",", names=True, dtype=None, encoding=None)
+    assert ta.dtype.names == tb.dtype.names and len(ta) == len(tb)
+    for name in ta.dtype.names:
+        if name not in drop:
+            np.testing.assert_array_equal(ta[name], tb[name], err_msg=name)
+    last = ta[ta["phase"] == "train"][-1]  # 2 steps per logging interval, every sample counted once
+    assert int(last["n_valid_dsr_c"]) + int(last["n_skipped_dsr_c"]) == 2 * settings.batch_size
+    # other settings: the checkpoint is not resumed
+    other = train(dataclasses.replace(settings, lr=2e-4), paths, tmp_path / "full")
+    assert other["resumed_from"] == 0
+
+
+def test_process_killed_mid_run_resumes_exactly(tiny_run: Path, tmp_path: Path) -> None:
+    """A real SIGKILL between checkpoints: the rerun continues from last.pt and ends with the same weights."""
+    settings, paths = _tiny_settings(tiny_run, "sd", steps=8, checkpoint_every=2, val_every=100)
+    spec = {"settings": settings.to_dict(), "paths": dataclasses.asdict(paths), "out": str(tmp_path / "killed")}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    code = ("import torch._dynamo, json, sys, time\n"
+            "from pipeline.train.loop import train\n"
+            "from pipeline.train.settings import TrainPaths, TrainSettings\n"
+            "s = json.load(open(sys.argv[1]))\n"
+            "d = s['settings']; rt = {k: d.pop(k) for k in ('threads', 'device', 'progress')}\n"
+            "train(TrainSettings.from_dict(d, **rt), TrainPaths(**s['paths']), s['out'])\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "spec.json")], cwd=ROOT)
+    last = tmp_path / "killed/checkpoints/last.pt"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if last.exists() and torch.load(last, weights_only=True)["step"] >= 4:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    assert not (tmp_path / "killed/checkpoints/final.pt").exists()
+    resumed = train(settings, paths, tmp_path / "killed")
+    assert 4 <= resumed["resumed_from"] < 8
+    train(settings, paths, tmp_path / "straight")
+    a, b = _state(tmp_path / "straight/checkpoints/final.pt"), _state(tmp_path / "killed/checkpoints/final.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unknown_variant_and_missing_masks_are_named(tiny_run: Path) -> None:
+    with pytest.raises(ValueError, match="unknown variant 'dsr_xx'"):
+        _tiny_settings(tiny_run, "dsr_xx")
+    cfg = yaml.safe_load((tiny_run / "config" / "config.yaml").read_text())
+    from pipeline.config import validate_config
+
+    validate_config(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    with pytest.raises(ValueError, match="'coco_eft' has no masks: add it to masks.datasets"):
+        settings_from_config(cfg["train"], cfg["assets"]["train_datasets"], {"h36m": "x.h5"}, "dsr",
+                             master_seed=0, device="cpu")
+
+
+def test_sd_params_ignore_dsr_settings(tiny_run: Path) -> None:
+    sd, _ = _tiny_settings(tiny_run, "sd")
+    dsr, _ = _tiny_settings(tiny_run, "dsr")
+    assert "dsr_start_iter" not in sd.params_dict() and "dsr_c" not in sd.params_dict()["loss_weights"]
+    assert dsr.params_dict()["dsr_start_iter"] == dsr.dsr_start_iter
+    assert sd.fingerprint() == dataclasses.replace(sd, dsr_start_iter=99, steps=1000).fingerprint()
+    assert dsr.fingerprint() != dataclasses.replace(dsr, dsr_start_iter=99).fingerprint()
+    rebuilt = TrainSettings.from_dict({k: v for k, v in dsr.to_dict().items()})
+    assert rebuilt == dsr
+    assert to_homogeneous(np.eye(2, 3)).shape == (3, 3)

@@ -1,1 +1,233 @@
 # Stage 9: evaluate trained runs on the test protocols; CSVs, figures and the report.
+# Per (test split, run): predict once, score once, so retraining one run re-evaluates only that run.
+
+
+include: "evaluate_inputs.smk"
+
+
+rule predict_test_split:
+    input:
+        checkpoint=get_checkpoint,
+        annotations=get_test_split("annotations"),
+        images=get_test_split("images"),
+        models=get_body_model_files(),
+        regressors=config["assets"]["joint_regressors"],
+        code=code(
+            "evaluate/predict.py",
+            "train/crop.py",
+            "train/checkpoint.py",
+            "model/hmr.py",
+            "body/model.py",
+        ),
+    output:
+        "results/eval/{dataset}/{run}.predictions.npz",
+    log:
+        "logs/evaluate/predict_test_split/{dataset}_{run}.log",
+    benchmark:
+        "benchmarks/evaluate/predict_test_split/{dataset}_{run}.tsv"
+    wildcard_constraints:
+        dataset=TEST_SPLIT_PATTERN,
+        run=RUN_PATTERN,
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+    params:
+        fmt=get_test_split("format"),
+        batch_size=lookup(dpath="evaluate/batch_size", within=config),
+        store_vertices=lookup(dpath="evaluate/store_vertices", within=config),
+        device=lookup(dpath="device", within=config),
+    script:
+        "../scripts/predict_test_split.py"
+
+
+rule score_predictions:
+    input:
+        predictions=rules.predict_test_split.output[0],
+        annotations=get_test_split("annotations"),
+        models=get_body_model_files(),
+        regressors=config["assets"]["joint_regressors"],
+        code=code(
+            "evaluate/predict.py",
+            "evaluate/protocols.py",
+            "evaluate/metrics.py",
+            "evaluate/report.py",
+        ),
+    output:
+        score="results/eval/{dataset}/{run}.json",
+        result="results/eval/{dataset}/{run}.result.npz",
+    log:
+        "logs/evaluate/score_predictions/{dataset}_{run}.log",
+    wildcard_constraints:
+        dataset=TEST_SPLIT_PATTERN,
+        run=RUN_PATTERN,
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        fmt=get_test_split("format"),
+        world=lookup(dpath="world", within=config),
+    script:
+        "../scripts/score_predictions.py"
+
+
+rule evaluate_3dpw:
+    input:
+        scores=get_scores("3dpw"),
+        code=code("evaluate/tables.py", "evaluate/report.py"),
+    output:
+        table=report(
+            "results/eval_3dpw.csv",
+            caption="../report/eval_table.rst",
+            category="Evaluation",
+        ),
+        per_joint="results/eval_3dpw_per_joint.csv",
+        groups="results/eval_3dpw_joint_groups.csv",
+    log:
+        "logs/evaluate/evaluate_3dpw.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/evaluate_tables.py"
+
+
+rule evaluate_h36m:
+    input:
+        scores=get_scores("h36m"),
+        code=code("evaluate/tables.py", "evaluate/report.py"),
+    output:
+        table=report(
+            "results/eval_h36m.csv",
+            caption="../report/eval_table.rst",
+            category="Evaluation",
+        ),
+        per_joint="results/eval_h36m_per_joint.csv",
+        groups="results/eval_h36m_joint_groups.csv",
+    log:
+        "logs/evaluate/evaluate_h36m.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/evaluate_tables.py"
+
+
+rule evaluate_mpi_inf_3dhp:
+    input:
+        scores=get_scores("mpi_inf_3dhp"),
+        code=code("evaluate/tables.py", "evaluate/report.py"),
+    output:
+        table=report(
+            "results/eval_mpi_inf_3dhp.csv",
+            caption="../report/eval_table.rst",
+            category="Evaluation",
+        ),
+        per_joint="results/eval_mpi_inf_3dhp_per_joint.csv",
+        groups="results/eval_mpi_inf_3dhp_joint_groups.csv",
+    log:
+        "logs/evaluate/evaluate_mpi_inf_3dhp.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/evaluate_tables.py"
+
+
+rule evaluate_ablation:
+    input:
+        scores=[
+            f"results/eval/{config['evaluate']['ablation']['dataset']}/{run}.json"
+            for run in get_ablation_runs()
+        ],
+        code=code("evaluate/tables.py", "evaluate/report.py", "train/runs.py"),
+    output:
+        table=report(
+            "results/ablation.csv",
+            caption="../report/ablation.rst",
+            category="Evaluation",
+        ),
+        runs="results/ablation_runs.csv",
+    log:
+        "logs/evaluate/evaluate_ablation.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        variants=get_ablation_variants(),
+    script:
+        "../scripts/evaluate_ablation.py"
+
+
+rule plot_qualitative:
+    input:
+        predictions=rules.predict_test_split.output[0],
+        annotations=get_test_split("annotations"),
+        images=get_test_split("images"),
+        models=get_body_model_files(),
+        regressors=config["assets"]["joint_regressors"],
+        code=code("evaluate/qualitative.py", "render/offscreen.py"),
+    output:
+        report(
+            "results/eval/qualitative/{dataset}/{run}.png",
+            caption="../report/qualitative.rst",
+            category="Evaluation",
+            subcategory="Qualitative",
+        ),
+    log:
+        "logs/evaluate/plot_qualitative/{dataset}_{run}.log",
+    wildcard_constraints:
+        dataset=TEST_SPLIT_PATTERN,
+        run=RUN_PATTERN,
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        fmt=get_test_split("format"),
+        num_images=lookup(dpath="evaluate/qualitative/count", within=config),
+        tile_px=lookup(dpath="evaluate/qualitative/tile_px", within=config),
+    script:
+        "../scripts/plot_qualitative.py"
+
+
+rule plot_training_curves:
+    input:
+        metrics="results/train/{run}/metrics.csv",
+        code=code("evaluate/report.py"),
+    output:
+        report(
+            "results/eval/curves/{run}.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+        ),
+    log:
+        "logs/evaluate/plot_training_curves/{run}.log",
+    wildcard_constraints:
+        run=RUN_PATTERN,
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/plot_training_curves.py"
+
+
+rule build_report:
+    input:
+        eval=[f"results/eval_{name}.csv" for name in EVAL_TABLES],
+        prior=rules.plot_prior.output,
+        sheets=[
+            f"results/masks/{name}.contact_sheet.png"
+            for name in config["masks"]["datasets"]
+        ],
+        qc=[f"results/masks/{name}.qc.json" for name in config["masks"]["datasets"]],
+        curves=[f"results/eval/curves/{run}.png" for run in config["train"]["runs"]],
+        qualitative=get_qualitative_figures(),
+        code=code("evaluate/summary.py", "evaluate/report.py", "evaluate/tables.py"),
+    output:
+        "results/report.html",
+    log:
+        "logs/evaluate/build_report.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        mask_datasets=config["masks"]["datasets"],
+        train_runs=config["train"]["runs"],
+        eval_runs=get_eval_runs(),
+        world=lookup(dpath="world", within=config),
+        seed=lookup(dpath="seed", within=config),
+    script:
+        "../scripts/build_report.py"

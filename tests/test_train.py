@@ -134,6 +134,15 @@ def test_augmented_2d_keypoints_agree_with_augmented_3d_joints(tiny_run: Path) -
 
 
 # ---------------------------------------------------------------------------------------- optimisation
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Training jobs run with train.threads (1); the same here, so a busy machine does not oversubscribe."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _fixed_batch(settings: TrainSettings, n: int = 4) -> dict[str, torch.Tensor]:
     items = []
     for spec in settings.datasets[:2]:

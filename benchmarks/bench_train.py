@@ -1,0 +1,115 @@
+"""Benchmark: training-step time SD vs SD+DSR (DSR-MC + DSR-C) and data-loader throughput vs the step.
+
+Uses the default open world (run ``snakemake --cores 2 all`` first so resources/ and results/masks exist).
+CPU at demo settings (config/config.yaml ``train``), one thread, measured after warm-up in one run; on a CUDA
+device also at paper settings (ResNet-50, 224² crops and renders, batch 64).
+
+Targets (issue #8): step(SD+DSR) / step(SD) ≤ 1.3 on CPU at demo settings, ≤ 1.15 on GPU at paper settings;
+the loader must deliver more samples/s than the step consumes.
+
+Run: .venv/bin/python benchmarks/bench_train.py [--steps 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import torch._dynamo  # noqa: F401  (before any EGL context)
+import numpy as np
+import torch
+import yaml
+
+from pipeline.body.model import BodyModel
+from pipeline.config import validate_config
+from pipeline.losses.composite import LossWeights, total_loss
+from pipeline.train.data import MixedDataset, SampleSource
+from pipeline.train.loop import PriorTextures, build_model, dsr_terms, predict_body, standard_terms
+from pipeline.train.settings import TrainPaths, TrainSettings, settings_from_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _settings(run: str, device: str, **overrides: object) -> tuple[TrainSettings, TrainPaths]:
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    validate_config(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    stores = {n: str(ROOT / f"results/masks/{n}.h5") for n in cfg["masks"]["datasets"]}
+    for entry in cfg["assets"]["train_datasets"].values():
+        entry["annotations"], entry["images"] = str(ROOT / entry["annotations"]), str(ROOT / entry["images"])
+    s = settings_from_config(cfg["train"], cfg["assets"]["train_datasets"], stores, run, master_seed=0,
+                             device=device, threads=1, progress=False)
+    paths = TrainPaths(body_models=str(ROOT / "resources/body_models"),
+                       joint_regressors=str(ROOT / "resources/body_models/joint_regressors.npz"),
+                       prior=str(ROOT / "results/prior/semantic_prior.npz"))
+    return dataclasses.replace(s, dsr_start_iter=0, **overrides), paths
+
+
+def _batches(settings: TrainSettings, n: int) -> tuple[list[dict[str, torch.Tensor]], float]:
+    """n collated batches and the loader's samples/s (one process, like num_workers: 0)."""
+    sources = [SampleSource(s, settings.image_size, settings.render_size) for s in settings.datasets]
+    mixed = MixedDataset(sources, settings.ratios, settings.batch_size, settings.seed, settings.augment)
+    start = time.perf_counter()
+    out = [torch.utils.data.default_collate([mixed[k * settings.batch_size + p] for p in range(settings.batch_size)])
+           for k in range(n)]
+    return out, n * settings.batch_size / (time.perf_counter() - start)
+
+
+def _step_time(settings: TrainSettings, paths: TrainPaths, batches: list[dict[str, torch.Tensor]]) -> float:
+    device = torch.device(settings.device)
+    sources = [SampleSource(s, settings.image_size, settings.render_size) for s in settings.datasets]
+    model, _ = build_model(settings, paths, sources)
+    model.to(device).train()
+    body = BodyModel(paths.body_models, "neutral", joint_regressors=paths.joint_regressors).to(device)
+    prior = (PriorTextures(paths.prior, body.num_faces, sources[0].mapping.matrix(), device)
+             if settings.dsr_terms else None)
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    weights = LossWeights.from_dict(settings.loss_weights)
+    times = []
+    for k, raw in enumerate(batches):
+        batch = {key: v.to(device) for key, v in raw.items()}
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out, posed, cam_t = predict_body(model, body, batch["img"])
+        terms = standard_terms(out, posed, cam_t, batch)
+        if prior is not None:
+            terms.update(dsr_terms(settings, prior, posed.vertices, body.faces, cam_t, batch)[0])
+        loss, _ = total_loss(terms, weights, k, 0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[2:]))  # first steps warm up allocators and caches
+
+
+def compare(label: str, device: str, steps: int, **overrides: object) -> None:
+    sd, paths = _settings("sd", device, **overrides)
+    dsr, _ = _settings("dsr", device, **overrides)
+    batches, loader_rate = _batches(dsr, steps)
+    t_sd = _step_time(sd, paths, batches)
+    t_dsr = _step_time(dsr, paths, batches)
+    print(f"[{label}] batch {dsr.batch_size}, {dsr.backbone}, crop {dsr.image_size}², render {dsr.render_size}²: "
+          f"step SD {t_sd * 1000:.0f} ms, SD+DSR {t_dsr * 1000:.0f} ms, ratio {t_dsr / t_sd:.2f}; "
+          f"step consumes {dsr.batch_size / t_dsr:.1f} samples/s, loader (1 process) delivers {loader_rate:.1f} "
+          f"samples/s (ratio {loader_rate / (dsr.batch_size / t_dsr):.2f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    compare("cpu, demo settings, 1 thread", "cpu", args.steps)
+    if torch.cuda.is_available():
+        compare("cuda, paper settings", "cuda", args.steps, backbone="resnet50", image_size=224, render_size=224,
+                batch_size=64)
+    else:
+        print("no CUDA device: paper-setting GPU figures not measured")
+
+
+if __name__ == "__main__":
+    main()

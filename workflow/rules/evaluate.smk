@@ -59,6 +59,8 @@ rule score_predictions:
         result="results/eval/{dataset}/{run}.result.npz",
     log:
         "logs/evaluate/score_predictions/{dataset}_{run}.log",
+    benchmark:
+        "benchmarks/evaluate/score_predictions/{dataset}_{run}.tsv"
     wildcard_constraints:
         dataset=TEST_SPLIT_PATTERN,
         run=RUN_PATTERN,

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
+import yaml
 
 from tests.conftest import run_snakemake
 
@@ -26,35 +28,64 @@ def test_every_stage_wrote_its_products(tiny_run: Path) -> None:
         assert (tiny_run / path).stat().st_size > 0, path
 
 
-def _rules_rerun_after_editing(workdir: Path, appended_yaml: str) -> tuple[set[str], str]:
-    """Append to the workdir's config, list the rules `snakemake -n` would run, restore the config."""
+def _jobs_after_editing(workdir: Path, appended_yaml: str) -> tuple[list[tuple[str, str]], str]:
+    """Append to the workdir's config, list the jobs `snakemake -n` would run as (rule, wildcards), restore."""
     config = workdir / "config" / "config.yaml"
     original = config.read_text()
     config.write_text(original + appended_yaml)
     try:
-        res = _snakemake(workdir, "-n", "--quiet", "rules", "all")
+        res = _snakemake(workdir, "-n", "all")
     finally:
         config.write_text(original)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-6000:]
-    return {line.split()[0] for line in out.splitlines() if line.strip() and line.split()[0] in RULES}, out[-3000:]
+    jobs: list[tuple[str, str]] = []
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("rule ") and line.endswith(":"):
+            jobs.append((line[5:-1], ""))
+        elif line.startswith("localrule ") and line.endswith(":"):
+            jobs.append((line[10:-1], ""))
+        elif line.startswith("wildcards:") and jobs:
+            jobs[-1] = (jobs[-1][0], line.removeprefix("wildcards:").strip())
+    return jobs, out[-3000:]
+
+
+def _rules_rerun_after_editing(workdir: Path, appended_yaml: str) -> tuple[set[str], str]:
+    jobs, out = _jobs_after_editing(workdir, appended_yaml)
+    return {rule for rule, _ in jobs}, out
+
+
+#: Everything downstream of the DSR run's training: its evaluation, the tables and the report.
+DSR_RUN_DOWNSTREAM = {"train_regressor", "predict_test_split", "score_predictions", "evaluate_3dpw", "evaluate_h36m",
+                      "evaluate_mpi_inf_3dhp", "plot_qualitative", "plot_training_curves", "build_report", "all"}
 
 
 def test_changing_background_prob_reruns_only_the_prior_reduction(tiny_run: Path) -> None:
     # appended under `prior:`, the tiny config's last section
     rerun, out = _rules_rerun_after_editing(tiny_run, "  background_prob: 0.05\n")
-    assert rerun == {"accumulate_prior", "plot_prior", "check_prior_quality", "all"}, out
+    assert rerun == {"accumulate_prior", "plot_prior", "check_prior_quality"} | DSR_RUN_DOWNSTREAM, out
 
 
 def test_changing_the_60_pixel_filter_reruns_only_mask_cleaning(tiny_run: Path) -> None:
     rerun, out = _rules_rerun_after_editing(tiny_run, "masks:\n  min_label_pixels: 40\n")
-    assert rerun == {"clean_masks", "all"}, out
+    assert rerun == {"clean_masks"} | DSR_RUN_DOWNSTREAM, out
 
 
-RULES = {"parse_images", "clean_masks", "build_body_model", "check_body_model", "make_scans", "plot_world", "render_scan_views", "parse_scan_views",
-         "accumulate_prior", "plot_prior", "check_prior_quality", "all"} | {
-    f"make_images_{g}_{s}" for g, names in (("train", ("coco_eft", "h36m", "mpi_inf_3dhp", "3dpw")),
-                                            ("test", ("3dpw", "h36m_p1", "h36m_p2", "mpi_inf_3dhp"))) for s in names}
+@pytest.mark.parametrize("edit", [{"dsr_start_iter": 1}, {"loss_weights": {"dsr_c": 0.02}}, {"render_size": 16}])
+def test_dsr_settings_retrain_only_the_dsr_run(tiny_run: Path, edit: dict) -> None:
+    config = tiny_run / "config" / "config.yaml"
+    original = config.read_text()
+    cfg = yaml.safe_load(original)
+    cfg["train"].update(edit)
+    config.write_text(yaml.safe_dump(cfg))
+    try:
+        jobs, out = _jobs_after_editing(tiny_run, "")
+    finally:
+        config.write_text(original)
+    assert {rule for rule, _ in jobs} == DSR_RUN_DOWNSTREAM, out
+    assert [w for rule, w in jobs if rule == "train_regressor"] == ["run=dsr"], out
+    assert not any("run=sd" in w for _, w in jobs), out
 
 
 def test_tiny_dag_with_graphonomy_parser_and_random_checkpoint(tiny_run: Path) -> None:

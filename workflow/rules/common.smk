@@ -29,7 +29,10 @@ def get_final_targets():
         "results/prior/prior_views.png",
         get_mask_stores(),
         "results/prior/prior_quality.json" if config["world"] == "open" else [],
-        [f"results/train/{run}/checkpoints/final.pt" for run in config["train"]["runs"]],
+        "results/eval_3dpw.csv",
+        "results/eval_h36m.csv",
+        "results/eval_mpi_inf_3dhp.csv",
+        "results/report.html",
         [
             config["assets"][f"{g}_datasets"][s]["annotations"]
             for g, s in get_open_splits()

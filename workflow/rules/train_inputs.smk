@@ -1,0 +1,33 @@
+# Input functions of the training rules (workflow/rules/train.smk).
+from pipeline.train.runs import RUN_PATTERN
+from pipeline.train.settings import settings_from_config
+
+
+def get_train_settings(wildcards):
+    """The run's resolved settings (pipeline.train.settings); an unknown variant stops here, naming it."""
+    return settings_from_config(
+        config["train"],
+        config["assets"]["train_datasets"],
+        {name: f"results/masks/{name}.h5" for name in config["masks"]["datasets"]},
+        wildcards.run,
+        master_seed=config["seed"],
+        device=config["device"],
+    )
+
+
+def get_train_params(wildcards):
+    """What determines the run's weights: only its own settings (an SD run ignores DSR settings)."""
+    return get_train_settings(wildcards).params_dict()
+
+
+def get_train_inputs(wildcards):
+    """Annotations of the mix, and for DSR runs the mask stores and the semantic prior."""
+    settings = get_train_settings(wildcards)
+    inputs = {f"annotations_{d.name}": d.annotations for d in settings.datasets}
+    inputs.update({f"masks_{d.name}": d.masks for d in settings.datasets if d.masks})
+    if settings.dsr_terms:
+        inputs["prior"] = "results/prior/semantic_prior.npz"
+    for key in ("smpl_mean_params", "pretrained_checkpoint"):
+        if config["assets"][key]:
+            inputs[key] = config["assets"][key]
+    return inputs

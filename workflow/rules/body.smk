@@ -16,7 +16,7 @@ rule check_body_model:
     log:
         "logs/body/check_body_model.log",
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/body.yaml"
     params:
         model_dir=lambda wildcards, input: Path(input.models[0]).parent,
     script:

@@ -16,7 +16,7 @@ rule parse_images:
     wildcard_constraints:
         shard=r"\d+",
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/masks.yaml"
     params:
         fmt=get_train_format,
         parser=lookup(dpath="masks/parser", within=config),
@@ -45,7 +45,7 @@ rule clean_masks:
     benchmark:
         "benchmarks/masks/clean_masks/{dataset}.tsv"
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/masks.yaml"
     params:
         fmt=get_train_format,
         settings=lookup(dpath="masks", within=config),

@@ -15,7 +15,7 @@ rule render_scan_views:
     benchmark:
         "benchmarks/prior/render_scan_views/{scan}.tsv"
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/prior.yaml"
     resources:
         mem_mb=3000,
     params:
@@ -39,7 +39,7 @@ rule parse_scan_views:
     benchmark:
         "benchmarks/prior/parse_scan_views/{scan}.tsv"
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/prior.yaml"
     params:
         parser=lookup(dpath="prior/parser", within=config),
         noise=get_parser_noise(),
@@ -62,7 +62,7 @@ rule accumulate_prior:
     benchmark:
         "benchmarks/prior/accumulate_prior.tsv"
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/prior.yaml"
     params:
         background_prob=lookup(dpath="prior/background_prob", within=config),
         rules=lookup(dpath="prior/cleaning_rules", within=config),
@@ -90,6 +90,6 @@ rule plot_prior:
     log:
         "logs/prior/plot_prior.log",
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/prior.yaml"
     script:
         "../scripts/plot_prior.py"

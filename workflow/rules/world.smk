@@ -18,7 +18,7 @@ rule build_body_model:
     benchmark:
         "benchmarks/world/build_body_model.tsv"
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/body.yaml"
     params:
         n_shape_samples=lookup(
             dpath="open_world/body_model/n_shape_samples", within=config
@@ -44,7 +44,7 @@ rule make_scans:
     benchmark:
         "benchmarks/world/make_scans.tsv"
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/world.yaml"
     params:
         accessory_prob=lookup(dpath="open_world/scans/accessory_prob", within=config),
         seed=lookup(dpath="seed", within=config),
@@ -79,7 +79,7 @@ for group, split in get_open_splits():
         benchmark:
             f"benchmarks/world/make_images/{group}_{split}.tsv"
         conda:
-            "../../envs/pipeline.yaml"
+            "../../envs/world.yaml"
         params:
             split=split,
             group=group,
@@ -111,7 +111,7 @@ rule plot_world:
     log:
         "logs/world/plot_world.log",
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/world.yaml"
     params:
         scans=get_scan_names()[:16],
         fmt=config["assets"]["train_datasets"]["coco_eft"]["format"],
@@ -130,6 +130,6 @@ rule check_prior_quality:
     log:
         "logs/world/check_prior_quality.log",
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/world.yaml"
     script:
         "../scripts/check_prior_quality.py"

@@ -29,7 +29,7 @@ rule predict_test_split:
         dataset=TEST_SPLIT_PATTERN,
         run=RUN_PATTERN,
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/evaluate.yaml"
     threads: 2
     resources:
         mem_mb=4000,
@@ -65,7 +65,7 @@ rule score_predictions:
         dataset=TEST_SPLIT_PATTERN,
         run=RUN_PATTERN,
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/evaluate.yaml"
     params:
         fmt=get_test_split("format"),
         world=lookup(dpath="world", within=config),
@@ -88,7 +88,7 @@ rule evaluate_3dpw:
     log:
         "logs/evaluate/evaluate_3dpw.log",
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/evaluate.yaml"
     script:
         "../scripts/evaluate_tables.py"
 
@@ -108,7 +108,7 @@ rule evaluate_h36m:
     log:
         "logs/evaluate/evaluate_h36m.log",
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/evaluate.yaml"
     script:
         "../scripts/evaluate_tables.py"
 
@@ -128,7 +128,7 @@ rule evaluate_mpi_inf_3dhp:
     log:
         "logs/evaluate/evaluate_mpi_inf_3dhp.log",
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/evaluate.yaml"
     script:
         "../scripts/evaluate_tables.py"
 
@@ -150,7 +150,7 @@ rule evaluate_ablation:
     log:
         "logs/evaluate/evaluate_ablation.log",
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/evaluate.yaml"
     params:
         variants=get_ablation_variants(),
     script:
@@ -178,7 +178,7 @@ rule plot_qualitative:
         dataset=TEST_SPLIT_PATTERN,
         run=RUN_PATTERN,
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/evaluate.yaml"
     params:
         fmt=get_test_split("format"),
         num_images=lookup(dpath="evaluate/qualitative/count", within=config),
@@ -202,7 +202,7 @@ rule plot_training_curves:
     wildcard_constraints:
         run=RUN_PATTERN,
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/evaluate.yaml"
     script:
         "../scripts/plot_training_curves.py"
 
@@ -224,7 +224,7 @@ rule build_report:
     log:
         "logs/evaluate/build_report.log",
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/evaluate.yaml"
     params:
         mask_datasets=config["masks"]["datasets"],
         train_runs=config["train"]["runs"],

@@ -33,7 +33,7 @@ rule train_regressor:
     wildcard_constraints:
         run=RUN_PATTERN,
     conda:
-        "../../envs/pipeline.yaml"
+        "../../envs/train.yaml"
     threads: config["train"]["threads"]
     resources:
         mem_mb=6000,

@@ -7,6 +7,12 @@ memory (CPU: growth of the process's peak RSS during the call, measured in a fre
 where its (B, F, S²) tensors fit (``--dense-max-elements``), otherwise reported as skipped; a small scene
 (2 × 64², ~1.4K faces) compares all three backends directly.
 
+Training regime: the DSR training stage renders B = 16 crops of 64² (demo) with C = 5 channels on the open body
+model posed by ``BodyModel`` (zero pose, standing; SPIN camera s = 0.9, t = (0, 0.2): the body covers rows 17–63,
+its feet leave the crop); at 64 px most of its 27.4K faces are sub-pixel, so the cost is per face rather than per
+pixel. It is timed on one thread (forward + backward, best of
+``--repeats``) with the face–pixel pairs per face.
+
 Meshes: a synthetic body (a union of six ellipsoids, 13,800 faces, filling ~40 % of the crop) and, when
 present, the open body model ``resources/body_models/SMPL_NEUTRAL.npz`` (27.4K faces, T-pose); ``--mesh PATH``
 adds an SMPL-format ``.npz``/``.pkl``-as-npz (``v_template``, ``f``) or an ``.obj``.
@@ -44,6 +50,9 @@ ROOT = Path(__file__).resolve().parent.parent
 OPEN_BODY = ROOT / "resources" / "body_models" / "SMPL_NEUTRAL.npz"
 BATCH = 8
 CHANNELS = 5
+#: Training regime (DSR demo): batch, crop size, SPIN camera scale and translation offsets, threads.
+TRAIN_BATCH, TRAIN_SIZE, TRAIN_SCALE, TRAIN_THREADS = 16, 64, 0.9, 1
+TRAIN_CAM_XY = (0.0, 0.2)
 #: Weak-perspective scale of the benchmark crops (SPIN predictions on 224 crops are typically 0.7–1.2).
 CAMERA_SCALE = 1.05
 #: Largest B·F·S² the dense backend is allowed to attempt (it keeps ~30 such float tensors for autograd).
@@ -264,6 +273,52 @@ def bench_mesh(name: str, mesh: tuple[np.ndarray, np.ndarray], args: argparse.Na
               f"total {result['total_s']:8.3f} s  peak {result['peak_bytes'] / 2**20:8.0f} MiB{diff}")
 
 
+def measure_training(task: dict) -> dict:
+    """Worker: forward + backward seconds of the default backend in the training regime (see module docstring)."""
+    from pipeline.body.model import BodyModel
+
+    torch.set_num_threads(task["threads"])
+    batch, size = task["batch"], task["size"]
+    model = BodyModel(ROOT / "resources" / "body_models", "neutral")
+    orient = torch.diag(torch.tensor([1.0, -1.0, -1.0])).expand(batch, 1, 3, 3)  # model frame -> camera frame
+    with torch.no_grad():
+        vertices = model(body_pose=torch.zeros(batch, 69), global_orient=orient).vertices
+    faces = model.faces
+    gen = torch.Generator().manual_seed(0)
+    textures = torch.rand(batch, CHANNELS, faces.shape[0], generator=gen)
+    depth = 2 * FOCAL_LENGTH / (CROP_SIZE * TRAIN_SCALE)
+    cam_t = torch.tensor([*TRAIN_CAM_XY, depth]).expand(batch, 3).contiguous()
+    focal = scale_focal_length(FOCAL_LENGTH, CROP_SIZE, size)
+    work = count_pairs(vertices, faces, cam_t, focal, size)
+    forward_s, backward_s = [], []
+    for _ in range(1 + task["repeats"]):
+        verts = vertices.clone().requires_grad_(True)
+        start = time.perf_counter()
+        images, silhouette = render_semantics(verts, faces, textures, cam_t, focal, size)
+        middle = time.perf_counter()
+        (images.square().sum() + silhouette.sum()).backward()
+        forward_s.append(middle - start)
+        backward_s.append(time.perf_counter() - middle)
+    totals = [f + b for f, b in zip(forward_s[1:], backward_s[1:])]
+    best = 1 + int(np.argmin(totals))
+    return {
+        "forward_s": forward_s[best], "backward_s": backward_s[best], "faces": batch * faces.shape[0],
+        "fill": float((silhouette > 0.5).float().mean()), **work,
+    }
+
+
+def bench_training(args: argparse.Namespace) -> None:
+    """The training regime (B = 16, 64², C = 5, open body model, one thread) on the CPU."""
+    task = {"threads": TRAIN_THREADS, "batch": TRAIN_BATCH, "size": TRAIN_SIZE, "repeats": args.repeats}
+    with mp.get_context("spawn").Pool(1) as pool:
+        r = pool.apply(measure_training, (task,))
+    print(f"\n== training regime: open body model (BodyModel, zero pose), B={TRAIN_BATCH}, {TRAIN_SIZE}x{TRAIN_SIZE}, "
+          f"C={CHANNELS}, device=cpu, threads={TRAIN_THREADS}; crop fill {100 * r['fill']:.0f} %; pairs: "
+          f"{r['candidates']:,} candidates, {r['pairs']:,} rendered, {r['pairs'] / r['faces']:.2f} per face")
+    print(f"  pairs     forward {r['forward_s']:8.3f} s  backward {r['backward_s']:8.3f} s  "
+          f"total {r['forward_s'] + r['backward_s']:8.3f} s  (best of {args.repeats})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mesh", type=Path, action="append", default=[], help="extra mesh (.npz SMPL format or .obj)")
@@ -286,6 +341,8 @@ def main() -> None:
     bench_mesh("small scene (every 10th face of the synthetic body)", (small_vertices, small_faces[keep]), args, 2, 64)
     for name, mesh in meshes.items():
         bench_mesh(name, mesh, args, BATCH, CROP_SIZE)
+    if OPEN_BODY.exists():
+        bench_training(args)
     if args.device == "cuda":
         for name, mesh in meshes.items():
             bench_mesh(f"{name}, batch 64", mesh, argparse.Namespace(**{**vars(args), "skip_pytorch3d": True}), 64,

@@ -6,11 +6,13 @@ the vertices. :func:`render_semantics` reproduces SoftRas' forward semantics wit
 backends:
 
 ``pairs`` (default)
-    Forms only the face–pixel pairs inside each face's screen bounding box expanded by the coverage radius,
-    keeps those a face actually touches, evaluates distance and depth on them (a fused step with an exact,
-    hand-written backward), then coverage and depth weights with autograd, and reduces per pixel with
-    scatter/``index_add`` (a segment softmax). Memory and time ∝ pairs, not F·H·W; candidate formation is
-    chunked (``max_pairs_per_chunk``). No Python loop over faces.
+    Drops the faces whose screen bounding box, expanded by the coverage radius, holds no pixel centre (at 64 px
+    most body faces are sub-pixel), forms only the face–pixel pairs inside the remaining boxes, keeps those a face
+    actually touches, evaluates distance and depth on them (a fused step with an exact, hand-written backward
+    straight to the projected vertices: no autograd graph over the faces), then coverage and depth weights with
+    autograd, and reduces per pixel with scatter/``index_add`` (a segment softmax). Memory and time ∝ faces +
+    pairs, not F·H·W; candidate formation and the geometry backward are chunked (``max_pairs_per_chunk``). No
+    Python loop over faces or samples.
 ``dense``
     Every face against every pixel with an explicit softmax over the face axis: the readable test oracle for
     small images.
@@ -91,10 +93,11 @@ COVERAGE_CUTOFF: float = 1e-4
 #: needs ``count_pairs(...)["max_per_pixel"]`` (117 for a 13.8K-face synthetic body, 686 for the 27.4K-face
 #: open body model at 224 px, σ = 1e-5); pixels touched by more faces lose the farthest ones.
 DEFAULT_FACES_PER_PIXEL: int = 25
-#: Default bound on the face–pixel candidate pairs the ``pairs`` backend forms at once (the candidate pass
-#: holds ≈ 150 bytes per pair). On CPU small chunks stay in cache (measured: 0.5M is ~15 % faster than 4M on a
-#: 2.9M-candidate batch); on GPU fewer, larger chunks mean fewer kernel launches and host syncs.
-CPU_MAX_PAIRS_PER_CHUNK: int = 500_000
+#: Default bound on the face–pixel pairs the ``pairs`` backend forms (candidates) or differentiates (kept pairs)
+#: at once (≈ 150 bytes per pair). On CPU small chunks stay in cache and below the allocator's mmap threshold, so
+#: their temporaries are not page-faulted in afresh on every call (measured, 1 thread: 64K is ~10 % faster than
+#: 0.5M at 16 × 64², ~20 % at 16 × 224²); on GPU fewer, larger chunks mean fewer kernel launches and host syncs.
+CPU_MAX_PAIRS_PER_CHUNK: int = 65_536
 GPU_MAX_PAIRS_PER_CHUNK: int = 16_000_000
 
 #: Faces with |twice the signed projected area| at or below this (NDC units²; 1.3e-4 pixel² at 224 px) are
@@ -155,10 +158,9 @@ def project_faces(
         image_size: square image side in pixels; the principal point is its centre.
         near: near plane, metres; depths are clamped to it before dividing.
     """
-    pts = camera_points(vertices, cam_t)
-    pix = perspective_projection(pts, None, focal, image_size, min_depth=near)
-    uv = pixels_to_normalized(pix, image_size)[:, faces]
-    z = pts[..., 2][:, faces]
+    ndc, depth = _project_vertices(vertices, cam_t, focal, image_size, near)
+    uv = ndc[:, faces]
+    z = depth[:, faces]
     edge1 = uv[:, :, 1] - uv[:, :, 0]
     edge2 = uv[:, :, 2] - uv[:, :, 0]
     twice_area = (edge1[..., 0] * edge2[..., 1] - edge1[..., 1] * edge2[..., 0]).detach()
@@ -167,6 +169,15 @@ def project_faces(
     # coordinates is a negative signed area.
     front = twice_area < 0
     return ScreenFaces(uv=uv, z=z, valid=valid, front=front)
+
+
+def _project_vertices(
+    vertices: torch.Tensor, cam_t: torch.Tensor, focal: float, image_size: int, near: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, V, 2) NDC positions and (B, V) camera depths of the vertices; arguments as :func:`project_faces`."""
+    pts = camera_points(vertices, cam_t)
+    pix = perspective_projection(pts, None, focal, image_size, min_depth=near)
+    return pixels_to_normalized(pix, image_size), pts[..., 2]
 
 
 def pixel_centres_ndc(image_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -226,7 +237,7 @@ def render_semantics(
         backend: ``"pairs"`` (default, fast), ``"dense"`` (oracle, small images) or ``"pytorch3d"``.
         eps: background's normalised depth in the colour softmax (SoftRas: 1e-3).
         coverage_cutoff: outside coverage below this is ignored (SoftRas: 1e-4).
-        max_pairs_per_chunk: ``pairs`` only: bound on candidate pairs formed at once (at least S²); None =
+        max_pairs_per_chunk: ``pairs`` only: bound on the pairs formed or differentiated at once (at least S²); None =
             ``CPU_MAX_PAIRS_PER_CHUNK`` or ``GPU_MAX_PAIRS_PER_CHUNK`` by device.
         faces_per_pixel: ``pytorch3d`` only: nearest faces kept per pixel (must cover every overlapping face
             for exact agreement).
@@ -243,13 +254,13 @@ def render_semantics(
     if backend not in BACKENDS:
         raise ValueError(f"unknown renderer backend {backend!r}; allowed values: {', '.join(BACKENDS)}")
     faces, face_textures = _check_inputs(vertices, faces, face_textures, cam_t, image_size, sigma, gamma, near, far)
-    screen = project_faces(vertices, faces, cam_t, focal, image_size, near)
     radius_sq = coverage_radius_sq(sigma, coverage_cutoff)
     if backend == "pairs":
         if max_pairs_per_chunk is None:
             max_pairs_per_chunk = _default_chunk(vertices.device)
-        return _render_pairs(screen, face_textures, image_size, sigma, gamma, near, far, double_sided, eps, radius_sq,
-                             max_pairs_per_chunk)
+        return _render_pairs(vertices, faces, cam_t, focal, face_textures, image_size, sigma, gamma, near, far,
+                             double_sided, eps, radius_sq, max_pairs_per_chunk)
+    screen = project_faces(vertices, faces, cam_t, focal, image_size, near)
     tex = face_textures.transpose(1, 2)  # (B|1, F, C): one row of channels per face
     if backend == "dense":
         return _render_dense(screen, tex, image_size, sigma, gamma, near, far, double_sided, eps, radius_sq)
@@ -306,32 +317,115 @@ def _check_inputs(
 # Backend "pairs"
 # ----------------------------------------------------------------------------------------------------------
 #
-# Layout: per-face quantities are stored as rows of a (19, B·F) table and gathered per pair into (19, P)
-# (one 1-D ``index_select`` per row), so that every per-pair operation runs on contiguous (3, P) blocks —
-# several times faster on CPU than strided (P, 3) columns of a gathered (P, 19) matrix.
+# Steps: (1) project the vertices once (autograd); (2) without autograd, gather the three corners of every face,
+# find its blur-expanded pixel box and keep only the faces whose box holds a pixel centre and that are rendered
+# (the "face set": at 64 px most body faces are sub-pixel and about half of them hold no pixel centre); (3) build
+# the per-face table of the face set only; (4) enumerate the candidate pairs chunk by chunk, evaluate distance and
+# depth, keep the pairs a face touches; (5) ``_PairGeometry`` hands the kept (d², depth) to autograd with a
+# hand-written backward straight to the per-vertex (u, v, z), so no autograd graph is built over the faces;
+# (6) coverage, silhouette and the depth softmax with autograd on the kept pairs.
+#
+# Layout: per-face quantities are stored as rows of a (19, M) table and gathered per pair into (19, P) (one 1-D
+# ``index_select`` per row), so that every per-pair operation runs on contiguous (3, P) blocks — several times
+# faster on CPU than strided (P, 3) columns of a gathered (P, 19) matrix.
 
 #: Row blocks of the face table, one row per triangle corner / edge ``i``: vertices a_i, edges
 #: e_i = a_{i+1} − a_i, 1/|e_i|², 1/z of the vertex opposite edge i (vertex i + 2), 1/(twice the signed area).
 _AU, _AV, _EU, _EV = slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 12)
 _INV_LEN2, _INV_Z_OPP, _INV_AREA2 = slice(12, 15), slice(15, 18), slice(18, 19)
+_TABLE_ROWS = 19
 
 
-def _face_table(screen: ScreenFaces, near: float) -> torch.Tensor:
-    """(19, B·F) per-face quantities (row blocks ``_AU`` … ``_INV_AREA2``), differentiable."""
-    batch, num_faces = screen.valid.shape
-    a = screen.uv.reshape(batch * num_faces, 3, 2)
-    e = a.roll(-1, dims=1) - a
-    len2 = (e * e).sum(-1)
-    area2 = e[:, 0, 0] * (a[:, 2, 1] - a[:, 0, 1]) - e[:, 0, 1] * (a[:, 2, 0] - a[:, 0, 0])
-    inv_z = 1.0 / screen.z.reshape(batch * num_faces, 3).clamp(min=near)
-    columns = [
-        a[..., 0], a[..., 1],
-        e[..., 0], e[..., 1],
-        1.0 / len2.clamp(min=_EDGE_EPS),
-        inv_z[:, [2, 0, 1]],
-        _safe_inverse(area2, _AREA_EPS)[:, None],
-    ]
-    return torch.cat(columns, dim=1).t().contiguous()
+@dataclass
+class _FaceSet:
+    """The faces of a batch that are rendered and whose blur-expanded pixel box holds a pixel centre (M of them,
+    in increasing packed order); everything else cannot touch a pixel. All tensors without autograd."""
+
+    packed: torch.Tensor  # (M,) long, packed face index b·F + f
+    corners: torch.Tensor  # (3, M) long, packed vertex index b·V + faces[f, i]
+    table: torch.Tensor  # (19, M) rows _AU … _INV_AREA2
+    front: torch.Tensor  # (M,) bool, the right-hand-rule normal points towards the camera
+    x0: torch.Tensor  # (M,) long, pixel box: first column
+    y0: torch.Tensor  # (M,) long, first row
+    width: torch.Tensor  # (M,) long, columns
+    count: torch.Tensor  # (M,) long, candidate pairs (pixels in the box), ≥ 1
+    pixel0: torch.Tensor  # (M,) long, packed pixel index (b·S + y0)·S + x0 of the box's first pixel
+
+
+def _select_faces(
+    ndc: torch.Tensor, depth: torch.Tensor, faces: torch.Tensor, image_size: int, near: float, radius_sq: float
+) -> _FaceSet:
+    """The face set of a batch from projected vertices ``ndc`` (B, V, 2) and depths ``depth`` (B, V) (no autograd).
+
+    Rendered faces are those of :func:`project_faces` (all depths ≥ ``near``, |twice the area| > ``_AREA_EPS``),
+    with the same arithmetic, so the table, distances and depths are bit-identical to projecting every face (the
+    pixel boxes only have to be supersets of the touched pixels).
+    """
+    batch, num_verts = depth.shape
+    num_faces = faces.shape[0]
+    size = image_size
+    with torch.no_grad():
+        ndc, depth = ndc.detach(), depth.detach()
+        # corner-major gathers: (B, 3, F) blocks, contiguous per corner
+        corner_index = faces.t().reshape(-1)
+        u = ndc[..., 0].index_select(1, corner_index).view(batch, 3, num_faces)
+        v = ndc[..., 1].index_select(1, corner_index).view(batch, 3, num_faces)
+        z = depth.index_select(1, corner_index).view(batch, 3, num_faces)
+        (u0, u1, u2), (v0, v1, v2), (z0, z1, z2) = u.unbind(1), v.unbind(1), z.unbind(1)
+        twice_area = (u1 - u0) * (v2 - v0) - (v1 - v0) * (u2 - u0)  # (B, F), as project_faces
+        valid = (torch.minimum(torch.minimum(z0, z1), z2) >= near).logical_and_(twice_area.abs() > _AREA_EPS)
+        # pixel c has its centre at NDC (2c + 1)/S − 1  <=>  c = ((u + 1)·S − 1)/2 = u·S/2 + (S − 1)/2; the box
+        # is the range of those c within the coverage radius of the face's box, widened by a safety margin
+        radius = math.sqrt(radius_sq)
+        lo_offset = ((1.0 - radius) * size - 1.0) / 2.0 - _BBOX_MARGIN_PX
+        hi_offset = ((1.0 + radius) * size - 1.0) / 2.0 + _BBOX_MARGIN_PX
+
+        def first_index(lo_ndc: torch.Tensor) -> torch.Tensor:
+            return lo_ndc.mul_(0.5 * size).add_(lo_offset).clamp_(-1.0, size).ceil_().long().clamp_(0, size - 1)
+
+        def last_index(hi_ndc: torch.Tensor) -> torch.Tensor:
+            return hi_ndc.mul_(0.5 * size).add_(hi_offset).clamp_(-1.0, size).floor_().long().clamp_(-1, size - 1)
+
+        x0 = first_index(torch.minimum(torch.minimum(u0, u1), u2))
+        x1 = last_index(torch.maximum(torch.maximum(u0, u1), u2))
+        y0 = first_index(torch.minimum(torch.minimum(v0, v1), v2))
+        y1 = last_index(torch.maximum(torch.maximum(v0, v1), v2))
+        width = x1.sub_(x0).add_(1).clamp_(min=0)
+        count = y1.sub_(y0).add_(1).clamp_(min=0).mul_(width).mul_(valid)
+        packed = torch.nonzero(count.reshape(-1)).squeeze(1)
+        num_busy = packed.numel()
+        batch_index = torch.div(packed, num_faces, rounding_mode="floor")
+        face_index = packed - batch_index * num_faces
+        corners = corner_index.view(3, num_faces).index_select(1, face_index).add_(batch_index * num_verts)
+        # the table, gathered straight from the vertices (the values of u, v, z above)
+        table = ndc.new_empty(_TABLE_ROWS, num_busy)
+        flat_ndc, flat_depth = ndc.reshape(-1, 2), depth.reshape(-1)
+        for i in range(3):
+            torch.index_select(flat_ndc[:, 0], 0, corners[i], out=table[_AU.start + i])
+            torch.index_select(flat_ndc[:, 1], 0, corners[i], out=table[_AV.start + i])
+            torch.index_select(flat_depth, 0, corners[i - 1], out=table[_INV_Z_OPP.start + i])  # vertex i + 2
+        au, av = table[_AU], table[_AV]
+        eu = torch.sub(au.roll(-1, 0), au, out=table[_EU])
+        ev = torch.sub(av.roll(-1, 0), av, out=table[_EV])
+        torch.reciprocal((eu * eu + ev * ev).clamp_(min=_EDGE_EPS), out=table[_INV_LEN2])
+        table[_INV_Z_OPP].clamp_(min=near).reciprocal_()
+        area2 = twice_area.reshape(-1).index_select(0, packed)
+        # rendered faces have |2A| > _AREA_EPS: no floor needed before dividing
+        torch.reciprocal(area2, out=table[_INV_AREA2].view(-1))
+        x0, y0 = x0.reshape(-1).index_select(0, packed), y0.reshape(-1).index_select(0, packed)
+        return _FaceSet(
+            packed=packed,
+            corners=corners,
+            table=table,
+            # a face whose normal points at the camera runs counter-clockwise on screen, which in x-right, y-down
+            # coordinates is a negative signed area
+            front=area2 < 0,
+            x0=x0,
+            y0=y0,
+            width=width.reshape(-1).index_select(0, packed),
+            count=count.reshape(-1).index_select(0, packed),
+            pixel0=(batch_index * size + y0) * size + x0,
+        )
 
 
 def _gather(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -397,149 +491,192 @@ def _argmin3_onehot(values: torch.Tensor) -> torch.Tensor:
     return torch.stack([first, second, third]).to(values.dtype)
 
 
-class _PairGeometry(torch.autograd.Function):
-    """Per-pair distance and depth with a hand-written, recomputing backward.
+def _accumulate_pair_grad(
+    grad_uvz: torch.Tensor,
+    table: torch.Tensor,
+    corners: torch.Tensor,
+    pair_face: torch.Tensor,
+    pu: torch.Tensor,
+    pv: torch.Tensor,
+    grad_d2: torch.Tensor,
+    grad_depth: torch.Tensor,
+) -> None:
+    """Add the vertex gradient of a run of pairs to ``grad_uvz`` (3, B·V); arguments as :class:`_PairGeometry`."""
+    rows = _gather(table, pair_face)
+    eu, ev, inv_z, inv_area2 = rows[_EU], rows[_EV], rows[_INV_Z_OPP], rows[_INV_AREA2]
+    terms = _pair_terms(rows, pu, pv)
+    # distance: only the closest edge k counts; d2 = |r_k − t_k e_k|² with t_k optimal or clamped, so
+    # ∂d2/∂a_k = −2 d_k, ∂d2/∂e_k = −2 t_k d_k and the path through t (hence 1/|e|²) vanishes.
+    weight = _argmin3_onehot(terms.dist2).mul_(-2.0 * grad_d2)
+    g_au = weight * terms.du
+    g_av = weight.mul_(terms.dv)
+    g_eu = g_au * terms.t
+    g_ev = g_av * terms.t
+    # depth = S / Q with x_i = cross_i / (2A), b_i = clamp(x_i, 0, 1), S = max(Σ b, ε_S),
+    # Q = max(Σ b_i / z_{i+2}, ε_Q):  ∂depth/∂b_i = [S unclamped] / Q − [Q unclamped] · S / (Q² z_{i+2})
+    x = terms.cross * inv_area2
+    bary = x.clamp(0.0, 1.0)
+    raw_sum = bary.sum(0)
+    bary_sum = raw_sum.clamp(min=_BARY_SUM_EPS)
+    raw_q = (bary * inv_z).sum(0)
+    q = raw_q.clamp(min=_DEPTH_DENOM_EPS)
+    g_s = grad_depth * (raw_sum >= _BARY_SUM_EPS).to(q.dtype) / q
+    g_q = -grad_depth * (raw_q >= _DEPTH_DENOM_EPS).to(q.dtype) * bary_sum / (q * q)
+    g_inv_z = bary.mul_(g_q)
+    g_x = (inv_z * g_q).add_(g_s)
+    g_x.mul_(((x >= 0.0) & (x <= 1.0)).to(x.dtype))
+    g_inv_area2 = (g_x * terms.cross).sum(0)
+    g_cross = g_x.mul_(inv_area2)
+    # cross = eu·rv − ev·ru with r = p − a
+    g_eu.addcmul_(g_cross, terms.rv)
+    g_ev.addcmul_(g_cross, terms.ru, value=-1.0)
+    g_au.addcmul_(g_cross, ev)
+    g_av.addcmul_(g_cross, eu, value=-1.0)
+    # through the face table to the corners, pair by pair (row-wise: no rolled copies):
+    # e_i = a_{i+1} − a_i; d(1/2A) = −(1/2A)² d(2A) with 2A = e0u (v2 − v0) − e0v (u2 − u0), so
+    # ∂(2A)/∂u_i = −e_{i+1, v}, ∂(2A)/∂v_i = e_{i+1, u}; 1/z row i belongs to vertex i + 2, d(1/z) = −(1/z)² dz
+    g_area2 = g_inv_area2.mul_(inv_area2[0].square()).neg_()
+    g_u = g_au.sub_(g_eu)
+    g_v = g_av.sub_(g_ev)
+    for i in range(3):
+        g_u[i].add_(g_eu[i - 1]).addcmul_(g_area2, ev[(i + 1) % 3], value=-1.0)
+        g_v[i].add_(g_ev[i - 1]).addcmul_(g_area2, eu[(i + 1) % 3])
+    g_z = g_inv_z.mul_(inv_z.square()).neg_()
+    pair_corners = _gather(corners, pair_face)
+    for i in range(3):
+        grad_uvz[0].index_add_(0, pair_corners[i], g_u[i])
+        grad_uvz[1].index_add_(0, pair_corners[i], g_v[i])
+        grad_uvz[2].index_add_(0, pair_corners[(i + 2) % 3], g_z[i])
 
-    Inputs: ``table`` (19, B·F) face table; ``pair_face`` (P,) long; ``pu``, ``pv`` (P,) pixel centres (NDC);
-    ``d2``, ``depth`` (P,) the forward values already computed while forming the pairs. Outputs ``d2`` (squared
-    distance to the triangle boundary, NDC units²) and ``depth`` (metres). The backward is the exact derivative
-    of :func:`_pair_terms` / :func:`_clipped_depth` (checked by ``gradcheck`` and against the autograd
-    ``dense`` oracle); writing it by hand avoids storing ~20 (3, P) intermediates for autograd.
+
+class _PairGeometry(torch.autograd.Function):
+    """Per-pair distance and depth with a hand-written, recomputing backward down to the projected vertices.
+
+    Inputs: ``vertex_uvz`` (3, B·V) projected vertices (rows: NDC u, NDC v, camera depth z), the only
+    differentiable input; ``table`` (19, M) the face set's table (computed from ``vertex_uvz`` without
+    autograd); ``corners`` (3, M) long, packed vertex index of each corner; ``pair_face`` (P,) long, index into
+    the face set; ``pu``, ``pv`` (P,) pixel centres (NDC); ``d2``, ``depth`` (P,) the forward values already
+    computed while forming the pairs; ``max_pairs`` pairs per run of the backward. Outputs ``d2`` (squared distance to the triangle boundary, NDC units²) and
+    ``depth`` (metres). The backward is the exact derivative of :func:`_pair_terms` / :func:`_clipped_depth`
+    and of the table (checked by ``gradcheck`` and against the autograd ``dense`` oracle); writing it by hand
+    avoids storing ~20 (3, P) intermediates and an autograd graph over all B·F faces.
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx,
+        vertex_uvz: torch.Tensor,
         table: torch.Tensor,
+        corners: torch.Tensor,
         pair_face: torch.Tensor,
         pu: torch.Tensor,
         pv: torch.Tensor,
         d2: torch.Tensor,
         depth: torch.Tensor,
+        max_pairs: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx.save_for_backward(table, pair_face, pu, pv)
+        ctx.save_for_backward(table, corners, pair_face, pu, pv)
+        ctx.num_vertices = vertex_uvz.shape[1]  # type: ignore[attr-defined]
+        ctx.max_pairs = max_pairs  # type: ignore[attr-defined]
         return d2.clone(), depth.clone()
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_d2: torch.Tensor, grad_depth: torch.Tensor
-    ) -> tuple[torch.Tensor, None, None, None, None, None]:
-        table, pair_face, pu, pv = ctx.saved_tensors  # type: ignore[attr-defined]
-        rows = _gather(table, pair_face)
-        eu, ev, inv_z, inv_area2 = rows[_EU], rows[_EV], rows[_INV_Z_OPP], rows[_INV_AREA2]
-        terms = _pair_terms(rows, pu, pv)
-        # distance: only the closest edge k counts; d2 = |r_k − t_k e_k|² with t_k optimal or clamped, so
-        # ∂d2/∂a_k = −2 d_k, ∂d2/∂e_k = −2 t_k d_k and the path through t (hence 1/|e|²) vanishes.
-        weight = _argmin3_onehot(terms.dist2).mul_(-2.0 * grad_d2)
-        g_au = weight * terms.du
-        g_av = weight.mul_(terms.dv)
-        g_eu = g_au * terms.t
-        g_ev = g_av * terms.t
-        # depth = S / Q with x_i = cross_i / (2A), b_i = clamp(x_i, 0, 1), S = max(Σ b, ε_S),
-        # Q = max(Σ b_i / z_{i+2}, ε_Q):  ∂depth/∂b_i = [S unclamped] / Q − [Q unclamped] · S / (Q² z_{i+2})
-        x = terms.cross * inv_area2
-        bary = x.clamp(0.0, 1.0)
-        raw_sum = bary.sum(0)
-        bary_sum = raw_sum.clamp(min=_BARY_SUM_EPS)
-        raw_q = (bary * inv_z).sum(0)
-        q = raw_q.clamp(min=_DEPTH_DENOM_EPS)
-        g_s = grad_depth * (raw_sum >= _BARY_SUM_EPS).to(q.dtype) / q
-        g_q = -grad_depth * (raw_q >= _DEPTH_DENOM_EPS).to(q.dtype) * bary_sum / (q * q)
-        g_inv_z = bary.mul_(g_q)
-        g_x = (inv_z * g_q).add_(g_s)
-        g_x.mul_(((x >= 0.0) & (x <= 1.0)).to(x.dtype))
-        g_inv_area2 = (g_x * terms.cross).sum(0, keepdim=True)
-        g_cross = g_x.mul_(inv_area2)
-        # cross = eu·rv − ev·ru with r = p − a
-        g_eu.addcmul_(g_cross, terms.rv)
-        g_ev.addcmul_(g_cross, terms.ru, value=-1.0)
-        g_au.addcmul_(g_cross, ev)
-        g_av.addcmul_(g_cross, eu, value=-1.0)
-        grad_rows = ((_AU, g_au), (_AV, g_av), (_EU, g_eu), (_EV, g_ev), (_INV_Z_OPP, g_inv_z), (_INV_AREA2, g_inv_area2))
-        grad_table = torch.zeros_like(table)
-        for block, grad in grad_rows:
-            for offset, row in enumerate(range(block.start, block.stop)):
-                grad_table[row].index_add_(0, pair_face, grad[offset])
-        return grad_table, None, None, None, None, None
+    ) -> tuple[torch.Tensor, None, None, None, None, None, None, None, None]:
+        table, corners, pair_face, pu, pv = ctx.saved_tensors  # type: ignore[attr-defined]
+        grad_uvz = table.new_zeros(3, ctx.num_vertices)  # type: ignore[attr-defined]
+        # in runs of ≤ max_pairs pairs: bounded temporaries (≈ 40 (3, n) blocks), cache-sized on CPU
+        step = ctx.max_pairs  # type: ignore[attr-defined]
+        for start in range(0, pair_face.numel(), step):
+            run = slice(start, start + step)
+            _accumulate_pair_grad(
+                grad_uvz, table, corners, pair_face[run], pu[run], pv[run], grad_d2[run], grad_depth[run]
+            )
+        return grad_uvz, None, None, None, None, None, None, None, None
 
 
 @dataclass
 class _Pairs:
     """Face–pixel pairs a face touches, with their forward geometry (all (P,))."""
 
-    face: torch.Tensor  # long, packed face index b·F + f
+    face: torch.Tensor  # long, index into the face set
     pixel: torch.Tensor  # long, packed pixel index (b·S + y)·S + x
+    pu: torch.Tensor  # NDC coordinates of the pixel centre
+    pv: torch.Tensor
     inside: torch.Tensor  # bool, pixel centre strictly inside the face
     d2: torch.Tensor  # squared distance to the boundary, NDC units²
     depth: torch.Tensor  # interpolated depth, metres
     candidates: int  # candidate pairs examined (bounding boxes)
 
 
-def _form_pairs(
-    screen: ScreenFaces, table: torch.Tensor, image_size: int, radius_sq: float, max_pairs: int
-) -> _Pairs:
-    """Candidate pairs from the expanded bounding boxes, filtered to those a face touches (no autograd)."""
-    batch, num_faces = screen.valid.shape
+def _form_pairs(faces: _FaceSet, image_size: int, radius_sq: float, max_pairs: int) -> _Pairs:
+    """Candidate pairs from the face set's pixel boxes, filtered to those a face touches (no autograd).
+
+    The face set is cut into runs of whole faces with ≲ ``max_pairs`` candidates each; pairs come out ordered
+    by face.
+    """
     size = image_size
+    table = faces.table
     device = table.device
     with torch.no_grad():
-        table = table.detach()
-        uv = screen.uv.detach().reshape(batch * num_faces, 3, 2)
-        radius = math.sqrt(radius_sq)
-
-        def index_range(lo_ndc: torch.Tensor, hi_ndc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            # pixel c has its centre at NDC (2c + 1)/S − 1  <=>  c = ((u + 1)·S − 1)/2
-            lo = ((lo_ndc - radius + 1.0) * size - 1.0) / 2.0 - _BBOX_MARGIN_PX
-            hi = ((hi_ndc + radius + 1.0) * size - 1.0) / 2.0 + _BBOX_MARGIN_PX
-            lo = torch.ceil(lo.clamp(-1.0, size)).long().clamp(0, size - 1)
-            hi = torch.floor(hi.clamp(-1.0, size)).long().clamp(-1, size - 1)
-            return lo, hi
-
-        x0, x1 = index_range(uv[..., 0].amin(1), uv[..., 0].amax(1))
-        y0, y1 = index_range(uv[..., 1].amin(1), uv[..., 1].amax(1))
-        width = (x1 - x0 + 1).clamp(min=0)
-        counts = width * (y1 - y0 + 1).clamp(min=0) * screen.valid.reshape(-1)
-        busy = torch.nonzero(counts).squeeze(1)
-        counts = counts[busy]
-        cum = counts.cumsum(0)
+        cum = faces.count.cumsum(0)
         total = int(cum[-1]) if cum.numel() else 0
-        # chunk boundaries over the busy faces so that each chunk forms ≲ max_pairs candidates
         max_pairs = max(max_pairs, size * size)
         num_chunks = max(1, -(-total // max_pairs))
         cuts = torch.searchsorted(cum, torch.arange(1, num_chunks, device=device) * max_pairs)
-        edges = [0, *cuts.tolist(), busy.numel()]
+        edges = [0, *cuts.tolist(), cum.numel()]
+        # candidates before each chunk boundary
+        ends = F.pad(cum, (1, 0)).index_select(0, torch.tensor(edges, device=device)).tolist()
         centres = pixel_centres_ndc(size, device, table.dtype)
         parts: list[tuple[torch.Tensor, ...]] = []
-        for start, stop in itertools.pairwise(edges):
+        for (start, stop), (first, last) in zip(itertools.pairwise(edges), itertools.pairwise(ends)):
             if stop <= start:
                 continue
-            cnt = counts[start:stop]
-            face = busy[start:stop]
+            cnt = faces.count[start:stop]
             # pair k of a face with a w-wide box: pixel (x0 + k mod w, y0 + k div w)
-            pair_face = torch.repeat_interleave(face, cnt)
-            k = torch.arange(pair_face.numel(), device=device) - torch.repeat_interleave(torch.cumsum(cnt, 0) - cnt, cnt)
-            w = torch.repeat_interleave(width.index_select(0, face), cnt)
+            local = torch.repeat_interleave(cnt, output_size=last - first)
+            k = torch.arange(last - first, device=device) - (cnt.cumsum(0) - cnt).index_select(0, local)
+            pair_face = local.add_(start)
+            w = faces.width.index_select(0, pair_face)
             row = torch.div(k, w, rounding_mode="floor")
-            px = torch.repeat_interleave(x0.index_select(0, face), cnt) + (k - row * w)
-            py = torch.repeat_interleave(y0.index_select(0, face), cnt) + row
+            col = k.sub_(row * w)
+            px = faces.x0.index_select(0, pair_face).add_(col)
+            py = faces.y0.index_select(0, pair_face).add_(row)
+            pu, pv = centres.index_select(0, px), centres.index_select(0, py)
             rows = _gather(table, pair_face)
-            terms = _pair_terms(rows, centres.index_select(0, px), centres.index_select(0, py))
+            terms = _pair_terms(rows, pu, pv)
             inside = _inside(terms.cross)
             d2 = _min3(terms.dist2)
             depth = _clipped_depth(rows, terms.cross)
             keep = torch.nonzero(inside | (d2 < radius_sq)).squeeze(1)
-            pair_face = pair_face.index_select(0, keep)
-            batch_index = torch.div(pair_face, num_faces, rounding_mode="floor")
-            pixel = (batch_index * size + py.index_select(0, keep)) * size + px.index_select(0, keep)
+            pixel = faces.pixel0.index_select(0, pair_face).add_(row.mul_(size)).add_(col)
             parts.append(
-                (pair_face, pixel, inside.index_select(0, keep), d2.index_select(0, keep), depth.index_select(0, keep))
+                tuple(column.index_select(0, keep) for column in (pair_face, pixel, pu, pv, inside, d2, depth))
             )
         if not parts:
             long0 = torch.zeros(0, dtype=torch.long, device=device)
             float0 = table.new_zeros(0)
-            return _Pairs(long0, long0, torch.zeros(0, dtype=torch.bool, device=device), float0, float0, total)
-        face, pixel, inside, d2, depth = (torch.cat(column) for column in zip(*parts))
-        return _Pairs(face, pixel, inside, d2, depth, total)
+            bool0 = torch.zeros(0, dtype=torch.bool, device=device)
+            return _Pairs(long0, long0, float0, float0, bool0, float0, float0, total)
+        columns = parts[0] if len(parts) == 1 else tuple(torch.cat(column) for column in zip(*parts))
+        return _Pairs(*columns, candidates=total)
+
+
+def _project_pairs(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    cam_t: torch.Tensor,
+    focal: float,
+    image_size: int,
+    near: float,
+    radius_sq: float,
+    max_pairs: int,
+) -> tuple[torch.Tensor, torch.Tensor, _FaceSet, _Pairs]:
+    """Projected vertices (``ndc`` (B, V, 2), ``depth`` (B, V), with autograd), the face set and its pairs."""
+    ndc, depth = _project_vertices(vertices, cam_t, focal, image_size, near)
+    face_set = _select_faces(ndc, depth, faces, image_size, near, radius_sq)
+    return ndc, depth, face_set, _form_pairs(face_set, image_size, radius_sq, max_pairs)
 
 
 def _pairs_for(
@@ -558,11 +695,8 @@ def _pairs_for(
     if max_pairs_per_chunk is None:
         max_pairs_per_chunk = _default_chunk(vertices.device)
     with torch.no_grad():
-        screen = project_faces(vertices, faces, cam_t, focal, image_size, near)
-        return _form_pairs(
-            screen, _face_table(screen, near), image_size, coverage_radius_sq(sigma, coverage_cutoff),
-            max_pairs_per_chunk,
-        )
+        radius_sq = coverage_radius_sq(sigma, coverage_cutoff)
+        return _project_pairs(vertices, faces, cam_t, focal, image_size, near, radius_sq, max_pairs_per_chunk)[3]
 
 
 def count_pairs(
@@ -611,7 +745,10 @@ def faces_per_pixel_map(
 
 
 def _render_pairs(
-    screen: ScreenFaces,
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    cam_t: torch.Tensor,
+    focal: float,
     face_textures: torch.Tensor,
     image_size: int,
     sigma: float,
@@ -624,17 +761,17 @@ def _render_pairs(
     max_pairs: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``pairs`` backend; arguments as :func:`render_semantics`."""
-    batch, num_faces = screen.valid.shape
+    batch, num_verts = vertices.shape[:2]
+    num_faces = faces.shape[0]
     size = image_size
     num_pix = batch * size * size
-    table = _face_table(screen, near)
-    pairs = _form_pairs(screen, table, size, radius_sq, max_pairs)
+    ndc, vert_depth, face_set, pairs = _project_pairs(vertices, faces, cam_t, focal, size, near, radius_sq, max_pairs)
     pair_face, pair_pix = pairs.face, pairs.pixel
-
-    centres = pixel_centres_ndc(size, table.device, table.dtype)
-    pu = centres[pair_pix % size]
-    pv = centres[torch.div(pair_pix, size, rounding_mode="floor") % size]
-    d2, depth = _PairGeometry.apply(table, pair_face, pu, pv, pairs.d2, pairs.depth)
+    vertex_uvz = torch.stack([ndc[..., 0], ndc[..., 1], vert_depth]).reshape(3, batch * num_verts)
+    d2, depth = _PairGeometry.apply(
+        vertex_uvz, face_set.table, face_set.corners, pair_face, pairs.pu, pairs.pv, pairs.d2, pairs.depth,
+        max(max_pairs, size * size),
+    )
     logit = d2 * torch.where(pairs.inside, 1.0 / sigma, -1.0 / sigma).to(d2.dtype)  # coverage D = sigmoid(logit)
 
     # silhouette: 1 − Π(1 − D) = −expm1(Σ log(1 − D)),  log(1 − D) = −softplus(logit)
@@ -643,21 +780,23 @@ def _render_pairs(
 
     colour = depth.detach() <= far
     if not double_sided:
-        colour = colour & screen.front.reshape(-1)[pair_face]
+        colour = colour & face_set.front.index_select(0, pair_face)
     if not bool(colour.all()):
         keep = torch.nonzero(colour).squeeze(1)
-        pair_face, pair_pix, logit, depth = pair_face[keep], pair_pix[keep], logit[keep], depth[keep]
+        pair_face, pair_pix, logit, depth = (x.index_select(0, keep) for x in (pair_face, pair_pix, logit, depth))
     z_norm = (far - depth) / (far - near)
 
     # segment softmax over the faces of each pixel plus the background term exp(eps/γ), shifted by the
     # per-pixel maximum so that small γ cannot overflow
     shift = d2.new_full((num_pix,), eps).scatter_reduce(0, pair_pix, z_norm.detach(), reduce="amax")
-    weight = torch.exp(F.logsigmoid(logit) + (z_norm - shift[pair_pix]) / gamma)
+    weight = torch.exp(F.logsigmoid(logit) + (z_norm - shift.index_select(0, pair_pix)) / gamma)
     denom = torch.exp((eps - shift) / gamma).index_add(0, pair_pix, weight)
     channels = face_textures.shape[1]
     tex_table = face_textures.transpose(0, 1).reshape(channels, -1)  # (C, B·F) or (C, F)
-    face_index = pair_face if face_textures.shape[0] == batch else pair_face % num_faces
-    values = tex_table[:, face_index] if tex_table.requires_grad else _gather(tex_table, face_index)
+    face_packed = face_set.packed if face_textures.shape[0] == batch else face_set.packed % num_faces
+    face_index = face_packed.index_select(0, pair_face)
+    # index_select, not advanced indexing: its backward is an index_add, not a slower accumulating index_put
+    values = tex_table.index_select(1, face_index) if tex_table.requires_grad else _gather(tex_table, face_index)
     numer = d2.new_zeros(channels, num_pix).index_add(1, pair_pix, weight * values)
     images = (numer / denom).reshape(-1, batch, size, size).transpose(0, 1)
     return images, silhouette.reshape(batch, size, size)

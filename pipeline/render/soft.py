@@ -186,12 +186,6 @@ def pixel_centres_ndc(image_size: int, device: torch.device, dtype: torch.dtype)
     return (2.0 * idx + 1.0) / image_size - 1.0
 
 
-def _safe_inverse(x: torch.Tensor, floor: float) -> torch.Tensor:
-    """``1/x`` with ``|x|`` raised to at least ``floor`` (sign kept; 0 counts as positive)."""
-    sign = torch.where(x < 0, -1.0, 1.0).to(x.dtype)
-    return 1.0 / torch.where(x.abs() < floor, sign * floor, x)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Public entry point
 # ----------------------------------------------------------------------------------------------------------
@@ -319,7 +313,7 @@ def _check_inputs(
 #
 # Steps: (1) project the vertices once (autograd); (2) without autograd, gather the three corners of every face,
 # find its blur-expanded pixel box and keep only the faces whose box holds a pixel centre and that are rendered
-# (the "face set": at 64 px most body faces are sub-pixel and about half of them hold no pixel centre); (3) build
+# (the "face set": at 64 px most body faces are sub-pixel and about a third of them hold no pixel centre); (3) build
 # the per-face table of the face set only; (4) enumerate the candidate pairs chunk by chunk, evaluate distance and
 # depth, keep the pairs a face touches; (5) ``_PairGeometry`` hands the kept (d², depth) to autograd with a
 # hand-written backward straight to the per-vertex (u, v, z), so no autograd graph is built over the faces;

@@ -29,8 +29,6 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +49,7 @@ from pipeline.evaluate.protocols import (
 from pipeline.io.images import read_image_rgb
 from pipeline.io.spin_npz import PersonDataset
 from pipeline.model.hmr import HMR
+from pipeline.runtime import atomic_path
 from pipeline.train.crop import crop_affine, normalize_image, warp_image
 
 log = logging.getLogger(__name__)
@@ -261,14 +260,8 @@ def save_predictions(pred: Predictions, path: str | Path, store_vertices: bool =
     }
     if store_vertices:
         arrays["vertices"] = pred.vertices.astype(np.float32)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
     return path
 
 

@@ -21,7 +21,6 @@ import csv
 import io
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from pipeline.evaluate.protocols import EvalResult
+from pipeline.runtime import atomic_path
 
 #: Leading columns of every ``eval_*.csv`` (provenance columns follow).
 EVAL_COLUMNS: tuple[str, ...] = ("run", "dataset", "world", "n", "mpjpe_mm", "pa_mpjpe_mm", "pve_mm")
@@ -158,26 +158,13 @@ alignment; PVE without alignment (3DPW only).</p>
 # --------------------------------------------------------------------------------------------- writing
 
 
-def _atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary sibling and ``os.replace``; create the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temporary sibling + ``os.replace``), creating the folder."""
-    return _atomic_write_bytes(path, data)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return Path(path)
 
 
 def _cell(value: Any) -> str:
@@ -212,7 +199,7 @@ def _write_rows(
     writer.writerow(columns)
     for row in rows:
         writer.writerow([_cell(row.get(c)) for c in columns])
-    return _atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+    return atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
 
 
 def write_eval_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
@@ -298,7 +285,7 @@ def save_result(result: EvalResult, path: str | Path) -> Path:
         per_sample_pa_mpjpe_mm=result.per_sample_pa_mpjpe_mm,
         per_sample_pve_mm=result.per_sample_pve_mm,
     )
-    return _atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def load_result(path: str | Path) -> EvalResult:
@@ -524,5 +511,5 @@ def build_html_report(
         tables=extra_tables,
         thumb_px=GRID_THUMB_PX,
     )
-    return _atomic_write_bytes(out_path, html.encode("utf-8"))
+    return atomic_write_bytes(out_path, html.encode("utf-8"))
 

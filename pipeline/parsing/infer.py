@@ -20,10 +20,8 @@ last call (``torch.cuda.max_memory_allocated`` on CUDA, the process's peak RSS o
 
 from __future__ import annotations
 
-import os
 import resource
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +34,7 @@ from PIL import Image
 
 from pipeline.parsing.graphonomy import GraphonomyUniversal, load_checkpoint
 from pipeline.parsing.labels import NUM_LABELS, PALETTE, flip_permutation
-from pipeline.runtime import resolve_device
+from pipeline.runtime import atomic_path, resolve_device
 
 #: Graphonomy test-time scales used by DSR (the config's ``prior.parser.scales`` default).
 DEFAULT_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5)
@@ -303,13 +301,5 @@ def label_image(labels: np.ndarray) -> Image.Image:
 
 def save_label_png(labels: np.ndarray, path: str | Path) -> None:
     """Write a palette PNG (pixel values = label ids) atomically: a temp file in the folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path) as temp:
         label_image(labels).save(temp, format="PNG")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

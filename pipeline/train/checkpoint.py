@@ -16,7 +16,6 @@ checkpoint or none, never a truncated one.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 
 from pipeline.model.hmr import HMR, load_pretrained
+from pipeline.runtime import atomic_path
 
 #: Model settings stored in every checkpoint.
 MODEL_CONFIG_KEYS: tuple[str, ...] = ("backbone", "n_iter", "num_betas", "image_size")
@@ -33,12 +33,9 @@ DEFAULT_IMAGE_SIZE: int = 224
 
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
     """Write ``state`` atomically (partial file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    torch.save(dict(state), tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        torch.save(dict(state), tmp)
+    return Path(path)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

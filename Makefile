@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: demo test test-slurm bench lint install system-deps clean
+.PHONY: demo test test-slurm bench timings lint install system-deps clean
 
 # Headless OpenGL for pyrender: EGL (libEGL + Mesa) from Debian when missing.
 system-deps:
@@ -50,6 +50,10 @@ test-slurm: install
 
 bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Per-rule job times (sum, longest, peak memory) of the last run, from the rules' benchmark files.
+timings:
+	$(BIN)/python benchmarks/job_times.py benchmarks
 
 lint: install
 	$(BIN)/snakemake --lint

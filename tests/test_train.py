@@ -264,3 +264,43 @@ def test_sd_params_ignore_dsr_settings(tiny_run: Path) -> None:
     rebuilt = TrainSettings.from_dict({k: v for k, v in dsr.to_dict().items()})
     assert rebuilt == dsr
     assert to_homogeneous(np.eye(2, 3)).shape == (3, 3)
+
+
+def test_ground_truth_body_renders_onto_its_pseudo_ground_truth_mask(tiny_run: Path) -> None:
+    """The whole DSR chain is aligned: the annotated body, posed and placed with the camera that fits its 2D
+    keypoints, rendered through the training renderer, overlaps the cleaned mask of its crop; the same body
+    moved sideways by a third of the crop does not."""
+    from pipeline.model.geometry import axis_angle_to_rotmat
+    from pipeline.render.camera import weak_perspective_to_translation
+
+    settings, paths = _tiny_settings(tiny_run, "dsr", dsr_terms=("dsr_mc", "dsr_c", "dsr_fb"))
+    items = []
+    for spec in settings.datasets:
+        src = SampleSource(spec, settings.image_size, settings.render_size)
+        items += [src.item(int(i)) for i in np.flatnonzero(src.store.meta["valid"])]
+    batch = torch.utils.data.default_collate(items)
+    body = BodyModel(paths.body_models, "neutral", joint_regressors=paths.joint_regressors)
+    rot = axis_angle_to_rotmat(batch["pose"].reshape(-1, 24, 3).double()).float()
+    posed = body(betas=batch["betas"], body_pose=rot[:, 1:], global_orient=rot[:, :1])
+    cams = []
+    for kp, joints in zip(batch["keypoints"].numpy(), posed.joints_spin.numpy()):
+        v = kp[:, 2] > 0  # kp_xy = s · (X_xy + t) in normalised crop units
+        a = np.zeros((2 * v.sum(), 3))
+        a[0::2, 0], a[0::2, 1], a[1::2, 0], a[1::2, 2] = joints[v, 0], 1.0, joints[v, 1], 1.0
+        s, stx, sty = np.linalg.lstsq(a, kp[v, :2].reshape(-1), rcond=None)[0]
+        cams.append([s, stx / s, sty / s])
+    cam = torch.tensor(cams, dtype=torch.float32)
+    prior = PriorTextures(paths.prior, body.num_faces, src.mapping.matrix(), torch.device("cpu"))
+
+    def losses(c: torch.Tensor) -> dict[str, float]:
+        terms, counts = dsr_terms(settings, prior, posed.vertices, body.faces, weak_perspective_to_translation(c),
+                                  batch)
+        assert counts["dsr_c"] == len(items)
+        return {k: float(v) for k, v in terms.items()}
+
+    aligned, moved = losses(cam), losses(cam + torch.tensor([0.0, 0.67, 0.0]))
+    assert aligned["dsr_fb"] < 0.5 < moved["dsr_fb"], (aligned, moved)  # 1 − soft IoU with the person
+    # the tiny world's prior (2 scans × 3 views) and 32-px renders leave the small MC parts blurred: measured
+    # 0.90 aligned vs 1.00 moved here, 0.65 vs 0.98 on the default world at 64 px
+    assert aligned["dsr_mc"] < moved["dsr_mc"] - 0.05 and moved["dsr_mc"] > 0.95, (aligned, moved)
+    assert aligned["dsr_c"] < moved["dsr_c"] - 0.2, (aligned, moved)

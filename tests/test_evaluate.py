@@ -370,3 +370,12 @@ def test_html_report(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="missing.png"):
         build_html_report([eval_csv], {"x": tmp_path / "missing.png"}, tmp_path / "r2.html", title="t")
     assert not (tmp_path / "r2.html").exists()
+
+
+def test_report_cells_shorten_commits_and_format_millimetres() -> None:
+    from pipeline.evaluate.report import _format_cell
+
+    assert _format_cell("git_sha", "dfe71150503aa3ad0519bb8ebfe8d9c1ade64a28-dirty") == ("dfe71150503a-dirty", False)
+    assert _format_cell("git_sha", "abc123") == ("abc123", False)
+    assert _format_cell("mpjpe_mm", 290.81463) == ("290.8", True)
+    assert _format_cell("pve_mm", float("nan")) == ("—", True)

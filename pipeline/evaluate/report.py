@@ -79,6 +79,8 @@ BAR_WIDTH_PER_JOINT_IN: float = 0.55
 GRID_THUMB_PX: int = 220
 #: Placeholder for a missing number in the report.
 MISSING: str = "—"
+#: Characters of a commit shown in the report tables.
+GIT_SHA_CHARS: int = 12
 
 _TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
@@ -87,7 +89,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <title>{{ title }}</title>
 <style>
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; display: block; overflow-x: auto; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; }
 th { background: #f2f2f2; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -401,6 +403,9 @@ def _format_cell(column: str, value: Any) -> tuple[str, bool]:
         return str(int(value)), True
     if isinstance(value, (float, np.floating)):
         return f"{float(value):.4g}", True
+    if column == "git_sha" and len(str(value)) > GIT_SHA_CHARS:  # the CSV keeps the full commit
+        sha, _, dirty = str(value).partition("-")
+        return sha[:GIT_SHA_CHARS] + (f"-{dirty}" if dirty else ""), False
     return str(value), False
 
 

@@ -207,6 +207,8 @@ def test_killed_run_resumes_to_the_same_weights(tiny_run: Path, tmp_path: Path) 
     for name in ta.dtype.names:
         if name not in drop:
             np.testing.assert_array_equal(ta[name], tb[name], err_msg=name)
+    # the initialisation is validated once (step 0, the baseline), then every val_every steps
+    assert list(ta[ta["phase"] == "val"]["step"]) == [0, 3, 6]
     last = ta[ta["phase"] == "train"][-1]  # 2 steps per logging interval, every sample counted once
     assert int(last["n_valid_dsr_c"]) + int(last["n_skipped_dsr_c"]) == 2 * settings.batch_size
     # other settings: the checkpoint is not resumed

@@ -392,12 +392,24 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
             "rng": rng, "fingerprint": fingerprint, "run": settings.run, "settings": settings.to_dict(),
         })
 
+    def run_validation(step: int) -> dict[str, float]:
+        metrics = validate(model, body, val_source, val_index, settings.batch_size, device)  # type: ignore[arg-type]
+        table.append({"step": step, "phase": "val", **metrics})
+        for k, v in metrics.items():
+            tb.add_scalar(f"val/{k}", v, step)
+        log.info("step %d: validation %s", step, {k: round(v, 1) for k, v in metrics.items()})
+        return metrics
+
+    last_val: dict[str, float] = {}
+    if val_source is not None and start == 0:
+        # the initialisation (mean parameters or the pretrained model) as the curve's first point: the baseline
+        # the run has to beat; RNG-free (no augmentation, eval mode), so resuming stays exact
+        last_val = run_validation(0)
     sums: dict[str, float] = {}
     counts_total = {t: 0 for t in settings.dsr_terms}
     skipped_total = {t: 0 for t in settings.dsr_terms}
     interval_n = 0
     last_log: dict[str, Any] = {}
-    last_val: dict[str, float] = {}
     t0 = time.perf_counter()
     t_interval = t0
     bar = tqdm(total=settings.steps, initial=start, desc=f"train {settings.run}", unit="step",
@@ -442,11 +454,7 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
             last_log = row
             sums, interval_n, t_interval = {}, 0, now
         if val_source is not None and (step % settings.val_every == 0 or step == settings.steps):
-            last_val = validate(model, body, val_source, val_index, settings.batch_size, device)
-            table.append({"step": step, "phase": "val", **last_val})
-            for k, v in last_val.items():
-                tb.add_scalar(f"val/{k}", v, step)
-            log.info("step %d: validation %s", step, {k: round(v, 1) for k, v in last_val.items()})
+            last_val = run_validation(step)
         if step % settings.checkpoint_every == 0 or step == stop:
             checkpoint(step, "last.pt")
     bar.close()

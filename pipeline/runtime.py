@@ -62,6 +62,13 @@ def git_sha(root: str | Path | None = None) -> str:
 
 
 def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (setting it is racy with threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -216,6 +216,29 @@ def test_killed_run_resumes_to_the_same_weights(tiny_run: Path, tmp_path: Path) 
     assert other["resumed_from"] == 0
 
 
+def test_changed_inputs_or_code_train_anew_instead_of_resuming(tiny_run: Path, tmp_path: Path) -> None:
+    """Snakemake reruns train_regressor after a kill *and* after an input or code change; only the first may
+    resume from last.pt (else regenerated masks or an edited loss would re-save the old weights)."""
+    import os
+    import shutil
+
+    settings, paths = _tiny_settings(tiny_run, "dsr", steps=4, checkpoint_every=2, dsr_start_iter=2, val_every=100)
+    code, prior = tmp_path / "loss.py", tmp_path / "semantic_prior.npz"
+    code.write_text("WEIGHT = 1\n")
+    shutil.copy(paths.prior, prior)
+    paths = dataclasses.replace(paths, prior=str(prior), code=(str(code),))
+    out = tmp_path / "run"
+    assert train(settings, paths, out, stop_after=2)["resumed_from"] == 0
+    assert train(settings, paths, out, stop_after=2)["resumed_from"] == 2  # a killed job: same inputs, resumes
+    code.write_text("WEIGHT = 2\n")
+    assert train(settings, paths, out, stop_after=2)["resumed_from"] == 0  # edited code: trains anew
+    assert train(settings, paths, out, stop_after=2)["resumed_from"] == 2
+    stamp = prior.stat().st_mtime_ns + 10**9
+    os.utime(prior, ns=(stamp, stamp))  # the prior rebuilt (e.g. another background_prob)
+    assert train(settings, paths, out, stop_after=2)["resumed_from"] == 0
+    assert train(dataclasses.replace(settings, steps=6), paths, out)["resumed_from"] == 2  # more steps: continues
+
+
 def test_process_killed_mid_run_resumes_exactly(tiny_run: Path, tmp_path: Path) -> None:
     """A real SIGKILL between checkpoints: the rerun continues from last.pt and ends with the same weights."""
     settings, paths = _tiny_settings(tiny_run, "sd", steps=8, checkpoint_every=2, val_every=100)

@@ -7,7 +7,8 @@ File format (``torch.save`` of a dict; SPIN's keys plus what exact resume and ev
     step           optimiser steps done (SPIN: total_step_count)
     model_config   {"backbone", "n_iter", "num_betas", "image_size"}: how to rebuild the model
     rng            {"torch": ByteTensor, "cuda": [...] or None}: dropout RNG for exact resume
-    fingerprint    hash of the resolved training settings; a checkpoint of other settings is never resumed
+    fingerprint    hash of the resolved training settings + :func:`inputs_digest` of the files the run reads
+                   and of its code; a checkpoint of other settings, inputs or code is never resumed
     run            run name; settings: the resolved settings (dict)
 
 Everything is written to ``.{name}.partial`` and renamed, so a killed job leaves a previous complete
@@ -16,7 +17,8 @@ checkpoint or none, never a truncated one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,27 @@ from pipeline.runtime import atomic_path
 MODEL_CONFIG_KEYS: tuple[str, ...] = ("backbone", "n_iter", "num_betas", "image_size")
 #: SPIN's crop side, assumed for foreign checkpoints without ``model_config``.
 DEFAULT_IMAGE_SIZE: int = 224
+
+
+def inputs_digest(data_files: Iterable[str | Path], code_files: Iterable[str | Path] = ()) -> str:
+    """Resume guard for what a run reads: (path, size, mtime) of each data file, the contents of each code file.
+
+    Snakemake reruns a training job when an input, a parameter or the code changed, and also after a killed
+    job. Only the last case may resume from ``last.pt``: regenerated masks or an edited loss must train anew,
+    or the rerun would re-save the old weights. Data files are stamped by size and modification time (cheap
+    for multi-GB mask stores; a regenerated file always gets a new one), code files by content. Folders
+    count by the regular files directly inside them; missing paths by their name.
+    """
+    h = hashlib.sha256()
+    for name in sorted({str(f) for f in data_files}):
+        path = Path(name)
+        members = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        for member in members:
+            st = member.stat() if member.exists() else None
+            h.update(f"{member}:{st.st_size}:{st.st_mtime_ns}\n".encode() if st else f"{member}:-\n".encode())
+    for name in sorted({str(f) for f in code_files}):
+        h.update(name.encode() + b"\0" + Path(name).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:

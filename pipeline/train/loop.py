@@ -13,7 +13,8 @@ Per step (SPIN's trainer plus the DSR terms, ../shared/reference/DSR_SPIN_EFT_NO
 
 Exact resume: ``checkpoints/last.pt`` holds model, optimiser, step and the torch RNG (dropout); data are a
 pure function of ``(seed, step)`` (:mod:`pipeline.train.data`). A checkpoint is only resumed when its settings
-fingerprint matches; otherwise training starts over (logged). ``metrics.csv`` rows after the resumed step are
+fingerprint and the digest of the run's input files and code match (a killed job); after changed masks, prior
+or training code training starts over (logged). ``metrics.csv`` rows after the resumed step are
 dropped before appending, so a killed-and-resumed run writes the same table as an uninterrupted one.
 """
 
@@ -62,7 +63,7 @@ from pipeline.render.camera import (
     weak_perspective_to_translation,
 )
 from pipeline.render.soft import render_semantics
-from pipeline.train.checkpoint import read_checkpoint, save_checkpoint
+from pipeline.train.checkpoint import inputs_digest, read_checkpoint, save_checkpoint
 from pipeline.train.data import (
     MixedDataset,
     SampleSource,
@@ -343,7 +344,10 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
     model, loaded = build_model(settings, paths, sources)
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    fingerprint = settings.fingerprint()
+    data_files = [d.annotations for d in settings.datasets] + [d.masks for d in settings.datasets if d.masks]
+    data_files += [f for f in (paths.body_models, paths.joint_regressors, paths.prior, paths.mean_params,
+                               paths.pretrained) if f is not None]
+    fingerprint = f"{settings.fingerprint()}-{inputs_digest(data_files, paths.code)}"
 
     start = 0
     last = ckpt_dir / "last.pt"
@@ -358,7 +362,8 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
             start = int(state["step"])
             log.info("resuming run %s from %s at step %d", settings.run, last, start)
         else:
-            log.warning("ignoring %s: it was written with other settings (fingerprint %s, now %s); starting over",
+            log.warning("ignoring %s: it was written with other settings, inputs or code (fingerprint %s, now %s); "
+                        "starting over",
                         last, state.get("fingerprint"), fingerprint)
     if start == 0:
         torch.manual_seed(settings.seed + 1)  # dropout stream, independent of the initialisation

@@ -147,13 +147,15 @@ class TrainSettings:
 @dataclass(frozen=True)
 class TrainPaths:
     """Input files: body-model folder, joint regressors, semantic prior (DSR runs), optional mean params and
-    pretrained weights."""
+    pretrained weights; ``code``: the source files that determine the weights (the rule's ``code`` input),
+    part of the resume guard."""
 
     body_models: str
     joint_regressors: str
     prior: str | None = None
     mean_params: str | None = None
     pretrained: str | None = None
+    code: tuple[str, ...] = ()
 
 
 def settings_from_config(train_cfg: Mapping[str, Any], train_datasets: Mapping[str, Mapping[str, str]],

@@ -20,6 +20,7 @@ paths = TrainPaths(
     prior=inp.get("prior"),
     mean_params=inp.get("smpl_mean_params"),
     pretrained=inp.get("pretrained_checkpoint"),
+    code=tuple(str(f) for f in inp.code),
 )
 out_dir = Path(snakemake.output.final).parent.parent
 with open(snakemake.output.settings, "w") as f:

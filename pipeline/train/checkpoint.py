@@ -11,7 +11,7 @@ File format (``torch.save`` of a dict; SPIN's keys plus what exact resume and ev
                    and of its code; a checkpoint of other settings, inputs or code is never resumed
     run            run name; settings: the resolved settings (dict)
 
-Everything is written to ``.{name}.partial`` and renamed, so a killed job leaves a previous complete
+Everything is written to a temporary sibling and renamed (:func:`pipeline.runtime.atomic_path`), so a killed job leaves a previous complete
 checkpoint or none, never a truncated one.
 """
 

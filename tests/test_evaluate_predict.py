@@ -37,7 +37,8 @@ from pipeline.evaluate.summary import write_pipeline_report
 from pipeline.evaluate.tables import ablation_rows, format_mean_std, mask_qc_rows, write_ablation, write_eval_tables
 from pipeline.io.images import read_label_png
 from pipeline.io.spin_npz import read_spin_npz
-from pipeline.model.hmr import HMR
+from pipeline.model.geometry import rot6d_to_rotmat
+from pipeline.model.hmr import HMR, mean_params_from_dataset
 from pipeline.render.offscreen import MeshData, render_rgb
 from pipeline.train.checkpoint import save_checkpoint
 from pipeline.train.runs import DEFAULT_VARIANTS
@@ -169,6 +170,42 @@ def test_predict_checkpoint_shapes_finite_deterministic(splits, checkpoint: Path
     assert load_result(result).per_sample_pve_mm.shape == (COUNT,) and load_result(result).mpjpe_mm == res.mpjpe_mm
 
 
+def test_mean_params_prediction_is_exactly_the_checkpoint_buffers(splits, open_model, models, tmp_path: Path) -> None:
+    """The 'mean-params' baseline: HMR with n_iter=0 returns its init_pose/init_shape/init_cam buffers bit for bit,
+    and predict_checkpoint(n_iter=0) stores them for every image (posed with the neutral model)."""
+    folder, _ = open_model
+    ann, images = splits["test"]
+    rng = np.random.default_rng(5)
+    mean = mean_params_from_dataset(rng.normal(0.0, 0.3, (20, 72)), rng.normal(0.0, 1.0, (20, 10)), cam=(0.8, 0.05, -0.1))
+    torch.manual_seed(1)
+    model = HMR(backbone="resnet18", mean_params=mean).eval()
+    images_t = torch.randn(2, 3, CROP, CROP)
+    out = model(images_t, n_iter=0)
+    assert torch.equal(out.pred_betas, model.init_shape.expand(2, -1)) and torch.equal(out.pred_cam, model.init_cam.expand(2, -1))
+    assert torch.equal(out.pred_rotmat, rot6d_to_rotmat(model.init_pose.expand(2, -1).reshape(2, 24, 6)))
+    assert not torch.allclose(model(images_t).pred_cam, out.pred_cam)  # the full regressor moves away from them
+
+    ckpt = save_checkpoint(tmp_path / "start.pt", {"model": model.state_dict(), "step": 0, "model_config": {
+        "backbone": "resnet18", "n_iter": model.n_iter, "num_betas": model.num_betas, "image_size": CROP}})
+    kwargs = dict(split="3dpw", device="cpu", progress=False, batch_size=2)
+    pred = predict_checkpoint(ckpt, ann, "spin_npz", images, folder, folder / "joint_regressors.npz",
+                              tmp_path / "mean-params.predictions.npz", run="mean-params", n_iter=0, **kwargs)
+    rot = rot6d_to_rotmat(torch.as_tensor(mean["pose"]).reshape(1, 24, 6))[0].numpy()
+    np.testing.assert_array_equal(pred.rotmat, np.broadcast_to(rot, (COUNT, 24, 3, 3)))
+    np.testing.assert_array_equal(pred.betas, np.broadcast_to(mean["shape"], (COUNT, 10)))
+    np.testing.assert_array_equal(pred.cam, np.broadcast_to(mean["cam"], (COUNT, 3)))
+    verts = models["neutral"](betas=torch.as_tensor(mean["shape"])[None], body_pose=torch.as_tensor(rot[None, 1:]),
+                              global_orient=torch.as_tensor(rot[None, :1])).vertices[0].numpy()
+    np.testing.assert_allclose(pred.vertices, np.broadcast_to(verts, pred.vertices.shape), atol=1e-6)
+    assert pred.provenance["n_iter"] == 0 and pred.provenance["checkpoint"] == str(ckpt)
+    full = predict_checkpoint(ckpt, ann, "spin_npz", images, folder, folder / "joint_regressors.npz",
+                              tmp_path / "sd.predictions.npz", run="sd", **kwargs)
+    assert full.provenance["n_iter"] == 3 and not np.allclose(full.cam, pred.cam)
+    with pytest.raises(ValueError, match="n_iter must be >= 0"):
+        predict_checkpoint(ckpt, ann, "spin_npz", images, folder, folder / "joint_regressors.npz",
+                           tmp_path / "bad.npz", run="x", n_iter=-1, **kwargs)
+
+
 def test_missing_image_fails_before_any_work(splits, checkpoint: Path, open_model, tmp_path: Path) -> None:
     folder, _ = open_model
     ann, images = splits["test"]
@@ -247,33 +284,54 @@ def _score(tmp: Path, run: str, dataset: str, mpjpe: float, pa: float, pve: floa
     return path
 
 
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
 def test_eval_tables_and_ablation(tmp_path: Path) -> None:
     scores = [_score(tmp_path, "sd", "3dpw", 100.0, 60.0, 120.0), _score(tmp_path, "dsr", "3dpw", 90.0, 55.0, 110.0)]
     paths = write_eval_tables(scores, tmp_path / "eval_3dpw.csv")
     assert paths["per_joint"] == per_joint_csv_path(paths["eval"])
     assert paths["groups"] == joint_groups_csv_path(paths["eval"]) == tmp_path / "eval_3dpw_joint_groups.csv"
-    with open(paths["eval"]) as fh:
-        rows = list(csv.DictReader(fh))
+    rows = _read_csv(paths["eval"])
     assert [r["run"] for r in rows] == ["sd", "dsr"] and tuple(rows[0])[:7] == EVAL_COLUMNS
     assert float(rows[1]["pa_mpjpe_mm"]) == 55.0 and rows[0]["git_sha"] == "abc"
+
+    # baselines come first (mean-params, pretrained) within each dataset, whatever order the scores arrive in
+    mixed = [_score(tmp_path, "sd", "h36m-p1", 80.0, 50.0, math.nan), _score(tmp_path, "pretrained", "h36m-p1", 70.0, 45.0, math.nan),
+             _score(tmp_path, "mean-params", "h36m-p1", 300.0, 90.0, math.nan),
+             _score(tmp_path, "sd", "h36m-p2", 81.0, 51.0, math.nan), _score(tmp_path, "mean-params", "h36m-p2", 301.0, 91.0, math.nan),
+             _score(tmp_path, "pretrained", "h36m-p2", 71.0, 46.0, math.nan)]
+    paths = write_eval_tables(mixed, tmp_path / "eval_h36m.csv")
+    expected = [("mean-params", "h36m-p1", 300.0), ("pretrained", "h36m-p1", 70.0), ("sd", "h36m-p1", 80.0),
+                ("mean-params", "h36m-p2", 301.0), ("pretrained", "h36m-p2", 71.0), ("sd", "h36m-p2", 81.0)]
+    assert [(r["run"], r["dataset"], float(r["mpjpe_mm"])) for r in _read_csv(paths["eval"])] == expected
+    for sibling in ("per_joint", "groups"):
+        back = _read_csv(paths[sibling])
+        assert list(dict.fromkeys((r["run"], r["dataset"]) for r in back)) == [e[:2] for e in expected], sibling
+        assert [float(r["mpjpe_mm"]) for r in back if r["run"] == "mean-params"][-1] == 301.0
     with pytest.raises(FileNotFoundError, match="score_predictions"):
         write_eval_tables([tmp_path / "nope.json"], tmp_path / "x.csv")
 
     # mean and sample std per variant, in the variants' order; one repetition -> NaN std
     runs = {"dsr-s0": (90.0, 50.0), "sd-s0": (100.0, 60.0), "dsr-s1": (94.0, 54.0), "sd-s1": (104.0, 62.0),
-            "sd-s2": (96.0, 58.0), "dsr_c-s0": (99.0, 59.0)}
+            "sd-s2": (96.0, 58.0), "pretrained": (98.0, 57.0), "dsr_c-s0": (99.0, 59.0), "mean-params": (340.0, 91.0)}
     ab_scores = [_score(tmp_path, r, "3dpw", m, p, 2 * m) for r, (m, p) in runs.items()]
     table = write_ablation(ab_scores, {"sd": [], "dsr_c": ["dsr_c"], "dsr": ["dsr_mc", "dsr_c"], "dsr_fb": ["dsr_fb"]},
                            tmp_path / "ablation.csv", tmp_path / "ablation_runs.csv")
-    assert [r["variant"] for r in table] == ["sd", "dsr_c", "dsr"]
-    sd, dsr_c, dsr = table
+    assert [r["variant"] for r in table] == ["mean-params", "pretrained", "sd", "dsr_c", "dsr"]
+    mean_params, pretrained, sd, dsr_c, dsr = table
+    assert mean_params["runs"] == "mean-params" and mean_params["repetitions"] == 1 and mean_params["dsr_terms"] == ""
+    assert mean_params["mpjpe_mm_mean"] == 340.0 and math.isnan(mean_params["mpjpe_mm_std"])
+    assert pretrained["pa_mpjpe_mm_mean"] == 57.0 and pretrained["pve_mm_mean"] == 196.0
+    assert [r["run"] for r in _read_csv(tmp_path / "ablation_runs.csv")][:2] == ["mean-params", "pretrained"]
     assert sd["repetitions"] == 3 and sd["runs"] == "sd-s0 sd-s1 sd-s2"
     assert sd["mpjpe_mm_mean"] == pytest.approx(100.0) and sd["mpjpe_mm_std"] == pytest.approx(4.0)
     assert sd["pa_mpjpe_mm_std"] == pytest.approx(2.0) and sd["pve_mm_mean"] == pytest.approx(200.0)
     assert dsr["mpjpe_mm_mean"] == pytest.approx(92.0) and dsr["mpjpe_mm_std"] == pytest.approx(math.sqrt(8.0))
     assert dsr["dsr_terms"] == "dsr_mc+dsr_c" and math.isnan(dsr_c["mpjpe_mm_std"])
-    with open(tmp_path / "ablation.csv") as fh:
-        back = list(csv.DictReader(fh))
+    back = _read_csv(tmp_path / "ablation.csv")[2:]
     assert float(back[0]["mpjpe_mm_std"]) == pytest.approx(4.0) and back[1]["mpjpe_mm_std"] == "nan"
     assert format_mean_std(51.66, 0.44) == "51.7 ± 0.4" and format_mean_std(51.7, math.nan) == "51.7"
     with pytest.raises(ValueError, match="unknown variant"):

@@ -21,6 +21,10 @@ provenance   JSON string       checkpoint, its step and hash, backbone, crop siz
 
 ``vertices`` may be left out (``store_vertices=False``; 35K 3DPW frames × 6,890 vertices are 2.9 GB): the
 reader then re-poses them from ``rotmat``/``betas`` with the neutral model.
+
+The baseline ``mean-params`` (the regressor's output before any training) is predicted by this same code with
+``n_iter=0``: :meth:`pipeline.model.hmr.HMR.forward` then returns its ``init_pose``/``init_shape``/``init_cam``
+buffers unchanged, for every image.
 """
 
 from __future__ import annotations
@@ -155,6 +159,7 @@ def predict_split(
     split: str = "test split",
     progress: bool = True,
     provenance: Mapping[str, Any] | None = None,
+    n_iter: int | None = None,
 ) -> Predictions:
     """Predict every sample of a test split.
 
@@ -169,6 +174,8 @@ def predict_split(
         split: name used in messages and the progress bar.
         progress: show a tqdm bar (updated at most every :data:`PROGRESS_MININTERVAL_S` seconds).
         provenance: stored with the predictions.
+        n_iter: regressor refinement steps (None: the model's own; 0: its mean-parameter buffers, the
+            ``mean-params`` baseline).
 
     Returns:
         :class:`Predictions` (float32 numpy arrays).
@@ -178,6 +185,8 @@ def predict_split(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if n_iter is not None and n_iter < 0:
+        raise ValueError(f"n_iter must be >= 0 (0 = the mean-parameter buffers) or None, got {n_iter}")
     n = len(data)
     if n == 0:
         raise ValueError(f"{split}: the split has no samples")
@@ -188,7 +197,7 @@ def predict_split(
     for start in range(0, n, batch_size):
         index = np.arange(start, min(start + batch_size, n))
         images = torch.from_numpy(crop_batch(data, index, image_root, image_size)).to(device)
-        out = model(images)
+        out = model(images, n_iter=n_iter)
         v, j = pose_neutral(body, out.pred_rotmat, out.pred_betas)
         for store, value in ((rotmat, out.pred_rotmat), (betas, out.pred_betas), (cam, out.pred_cam),
                              (verts, v), (joints, j)):
@@ -386,6 +395,7 @@ def predict_checkpoint(
     foreign_backbone: str = "resnet50",
     git_sha: str = "unknown",
     progress: bool = True,
+    n_iter: int | None = None,
 ) -> Predictions:
     """Stage function of rule ``predict_test_split``: load a checkpoint, predict a split, save the npz.
 
@@ -395,6 +405,8 @@ def predict_checkpoint(
         body_model_dir, joint_regressors: the body models (the neutral one poses predictions).
         out_npz: ``results/eval/{split}/{run}.predictions.npz``.
         split, run: names, recorded in the provenance.
+        n_iter: regressor refinement steps (None: the checkpoint's; 0: the ``mean-params`` baseline, i.e. the
+            checkpoint's mean-parameter buffers), recorded in the provenance.
     """
     from pipeline.masks.parse_images import read_dataset
     from pipeline.train.checkpoint import model_from_checkpoint, read_checkpoint
@@ -410,11 +422,13 @@ def predict_checkpoint(
         "step": int(step) if isinstance(step, (int, np.integer)) else "",
         "backbone": model_config["backbone"],
         "image_size": int(model_config["image_size"]),
+        "n_iter": int(model.n_iter if n_iter is None else n_iter),
         "git_sha": git_sha,
     }
     log.info("%s on %s: %d samples, %s", run, split, len(data), provenance)
     pred = predict_split(model, body, data, image_root, image_size=int(model_config["image_size"]),
-                         batch_size=batch_size, device=device, split=split, progress=progress, provenance=provenance)
+                         batch_size=batch_size, device=device, split=split, progress=progress, provenance=provenance,
+                         n_iter=n_iter)
     save_predictions(pred, out_npz, store_vertices=store_vertices)
     return pred
 

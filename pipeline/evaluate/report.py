@@ -33,6 +33,18 @@ from matplotlib.figure import Figure
 from pipeline.evaluate.protocols import EvalResult
 from pipeline.runtime import atomic_path
 
+#: Run name of the mean-parameter baseline (the regressor's output before any refinement step).
+MEAN_PARAMS_RUN: str = "mean-params"
+#: Run name of ``assets.pretrained_checkpoint`` evaluated as it is.
+PRETRAINED_RUN: str = "pretrained"
+#: Baseline runs, in table order (before every trained run).
+BASELINE_RUNS: tuple[str, ...] = (MEAN_PARAMS_RUN, PRETRAINED_RUN)
+#: What each baseline is, for the report.
+BASELINE_DESCRIPTIONS: dict[str, str] = {
+    MEAN_PARAMS_RUN: "the regressor's initial output: the mean pose, shape and camera held in the buffers of the "
+                     "checkpoint every run starts from, the same for every image",
+    PRETRAINED_RUN: "the checkpoint every run starts from (assets.pretrained_checkpoint), evaluated as it is",
+}
 #: Leading columns of every ``eval_*.csv`` (provenance columns follow).
 EVAL_COLUMNS: tuple[str, ...] = ("run", "dataset", "world", "n", "mpjpe_mm", "pa_mpjpe_mm", "pve_mm")
 #: Columns of every per-joint CSV.
@@ -93,6 +105,7 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; display: blo
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; }
 th { background: #f2f2f2; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.baseline td { background: #f6f6ea; font-style: italic; }
 figure { margin: 1.5em 0; }
 figcaption { font-size: 0.9em; color: #555; }
 img.plot { max-width: 100%; }
@@ -112,10 +125,13 @@ dl.prov dt { font-weight: bold; }
 {% if results %}
 <p>Errors in millimetres. MPJPE after pelvis alignment; PA-MPJPE after a per-sample similarity Procrustes
 alignment; PVE without alignment (3DPW only).</p>
+{% if baselines %}<p>Baselines (shaded rows) every trained run is judged against:</p>
+<ul>{% for name, text in baselines %}<li><code>{{ name }}</code>: {{ text }}.</li>{% endfor %}</ul>
+{% endif %}
 <table id="results">
 <thead><tr>{% for h in results.header %}<th>{{ h }}</th>{% endfor %}</tr></thead>
 <tbody>
-{% for row in results.rows %}<tr>{% for cell, numeric in row %}<td{% if numeric %} class="num"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
+{% for row in results.rows %}<tr{% if row.baseline %} class="baseline"{% endif %}>{% for cell, numeric in row.cells %}<td{% if numeric %} class="num"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}</tbody>
 </table>
 <p>Sources: {% for src in results.sources %}<code>{{ src }}</code>{% if not loop.last %}, {% endif %}{% endfor %}</p>
@@ -456,11 +472,15 @@ def build_html_report(
     """
     table = _read_eval_csvs(eval_csvs)
     results = None
+    baselines: list[tuple[str, str]] = []
     if len(table):
         rows = [
-            [_format_cell(c, None if pd.isna(v) else v) for c, v in zip(table.columns, record)]
+            {"cells": [_format_cell(c, None if pd.isna(v) else v) for c, v in zip(table.columns, record)],
+             "baseline": str(record[0]) in BASELINE_RUNS}
             for record in table.itertuples(index=False, name=None)
         ]
+        present = set(table["run"].astype(str))
+        baselines = [(name, BASELINE_DESCRIPTIONS[name]) for name in BASELINE_RUNS if name in present]
         results = {
             "header": [COLUMN_TITLES.get(c, c) for c in table.columns],
             "rows": rows,
@@ -510,6 +530,7 @@ def build_html_report(
         title=title,
         provenance=[(str(k), str(v)) for k, v in (provenance or {}).items()],
         results=results,
+        baselines=baselines,
         per_joint=per_joint,
         figures=figs,
         grids=grids,

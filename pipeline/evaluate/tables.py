@@ -8,6 +8,11 @@ that run alone and the tables are rebuilt in milliseconds.
 * :func:`ablation_rows` / :func:`write_ablation`: the paper's Table 1 as mean ± standard deviation over the
   repetitions (seeds) of every variant, plus the per-run table.
 * :func:`mask_qc_rows`: one summary row per mask store for the report.
+
+Every table shows the trained runs beside the baselines they must beat (DESIGN §8), first and in this order:
+``mean-params`` (:data:`MEAN_PARAMS_RUN`, the regressor's initial output: the mean-parameter buffers of the
+checkpoint the runs start from) and ``pretrained`` (:data:`PRETRAINED_RUN`, that checkpoint itself, when
+``assets.pretrained_checkpoint`` is set).
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ from typing import Any
 import numpy as np
 
 from pipeline.evaluate.report import (
+    BASELINE_RUNS,
     EVAL_COLUMNS,
+    MEAN_PARAMS_RUN,
+    PRETRAINED_RUN,
     joint_groups_csv_path,
     per_joint_csv_path,
     write_eval_csv,
@@ -51,8 +59,26 @@ def read_scores(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     return out
 
 
+def baselines_first(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Rows grouped by dataset (in order of first appearance), baselines first within each dataset
+    (:data:`BASELINE_RUNS` order), every other row keeping its order."""
+    datasets: dict[str, int] = {}
+    for row in rows:
+        datasets.setdefault(str(row.get("dataset")), len(datasets))
+
+    def key(item: tuple[int, Mapping[str, Any]]) -> tuple[int, int, int]:
+        index, row = item
+        run = str(row.get("run"))
+        rank = BASELINE_RUNS.index(run) if run in BASELINE_RUNS else len(BASELINE_RUNS)
+        return datasets[str(row.get("dataset"))], rank, index
+
+    return [row for _, row in sorted(enumerate(rows), key=key)]
+
+
 def write_eval_tables(score_paths: Sequence[str | Path], eval_csv: str | Path) -> dict[str, Path]:
     """Gather scores into the eval CSV and its per-joint and joint-group siblings.
+
+    Rows are ordered by :func:`baselines_first` (``mean-params``, ``pretrained``, then the runs as given).
 
     Returns:
         ``{'eval': path, 'per_joint': path, 'groups': path}``.
@@ -60,9 +86,11 @@ def write_eval_tables(score_paths: Sequence[str | Path], eval_csv: str | Path) -
     scores = read_scores(score_paths)
     eval_csv = Path(eval_csv)
     return {
-        "eval": write_eval_csv([s["row"] for s in scores], eval_csv),
-        "per_joint": write_per_joint_csv([r for s in scores for r in s["per_joint"]], per_joint_csv_path(eval_csv)),
-        "groups": write_joint_groups_csv([r for s in scores for r in s["groups"]], joint_groups_csv_path(eval_csv)),
+        "eval": write_eval_csv(baselines_first([s["row"] for s in scores]), eval_csv),
+        "per_joint": write_per_joint_csv(baselines_first([r for s in scores for r in s["per_joint"]]),
+                                         per_joint_csv_path(eval_csv)),
+        "groups": write_joint_groups_csv(baselines_first([r for s in scores for r in s["groups"]]),
+                                         joint_groups_csv_path(eval_csv)),
     }
 
 
@@ -79,17 +107,21 @@ def ablation_rows(run_rows: Sequence[Mapping[str, Any]], variants: Mapping[str, 
     """Table 1: one row per variant (in ``variants`` order), metrics as mean and std over its runs.
 
     Args:
-        run_rows: eval-CSV rows (``run`` named ``{variant}`` or ``{variant}-s{k}``) of one dataset.
+        run_rows: eval-CSV rows (``run`` named ``{variant}`` or ``{variant}-s{k}``, or a baseline of
+            :data:`BASELINE_RUNS`) of one dataset.
         variants: variant -> DSR terms (config ``train.variants``), which also fixes the row order.
 
     Returns:
-        Rows with :data:`ABLATION_COLUMNS`; the std is the sample standard deviation (NaN with one run).
+        Rows with :data:`ABLATION_COLUMNS`: the baselines first (one repetition each, empty ``dsr_terms``),
+        then the variants; the std is the sample standard deviation (NaN with one run).
     """
     by_variant: dict[str, list[Mapping[str, Any]]] = {}
     for row in run_rows:
-        by_variant.setdefault(parse_run(str(row["run"]), variants).variant, []).append(row)
+        run = str(row["run"])
+        by_variant.setdefault(run if run in BASELINE_RUNS else parse_run(run, variants).variant, []).append(row)
     out = []
-    for variant, terms in variants.items():
+    groups: list[tuple[str, Sequence[str] | None]] = [(b, None) for b in BASELINE_RUNS]
+    for variant, terms in [*groups, *variants.items()]:
         rows = by_variant.get(variant)
         if not rows:
             continue
@@ -99,7 +131,7 @@ def ablation_rows(run_rows: Sequence[Mapping[str, Any]], variants: Mapping[str, 
         ns = sorted({int(r["n"]) for r in rows})
         entry: dict[str, Any] = {
             "variant": variant,
-            "dsr_terms": "+".join(terms) if terms else "none",
+            "dsr_terms": "" if terms is None else "+".join(terms) if terms else "none",
             "dataset": datasets[0],
             "world": rows[0]["world"],
             "repetitions": len(rows),
@@ -114,8 +146,8 @@ def ablation_rows(run_rows: Sequence[Mapping[str, Any]], variants: Mapping[str, 
 
 def write_ablation(score_paths: Sequence[str | Path], variants: Mapping[str, Sequence[str]],
                    out_csv: str | Path, runs_csv: str | Path) -> list[dict[str, Any]]:
-    """Write ``results/ablation.csv`` (mean ± std per variant) and the per-run table beside it."""
-    rows = [s["row"] for s in read_scores(score_paths)]
+    """Write ``results/ablation.csv`` (baselines, then mean ± std per variant) and the per-run table beside it."""
+    rows = baselines_first([s["row"] for s in read_scores(score_paths)])
     write_eval_csv(rows, runs_csv)
     table = ablation_rows(rows, variants)
     write_table_csv(table, out_csv, ABLATION_COLUMNS, ("variant", "dataset"))
@@ -152,8 +184,12 @@ def mask_qc_rows(qc_paths: Mapping[str, str | Path]) -> list[dict[str, Any]]:
 
 __all__ = [
     "ABLATION_COLUMNS",
+    "BASELINE_RUNS",
     "EVAL_COLUMNS",
+    "MEAN_PARAMS_RUN",
+    "PRETRAINED_RUN",
     "ablation_rows",
+    "baselines_first",
     "format_mean_std",
     "mask_qc_rows",
     "read_scores",

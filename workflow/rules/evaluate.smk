@@ -1,5 +1,7 @@
 # Stage 9: evaluate trained runs on the test protocols; CSVs, figures and the report.
 # Per (test split, run): predict once, score once, so retraining one run re-evaluates only that run.
+# The baselines go through the same rules: 'mean-params' (the start checkpoint's mean-parameter
+# buffers, predicted with n_iter = 0) and 'pretrained' (assets.pretrained_checkpoint).
 
 
 include: "evaluate_inputs.smk"
@@ -27,7 +29,7 @@ rule predict_test_split:
         "benchmarks/evaluate/predict_test_split/{dataset}_{run}.tsv"
     wildcard_constraints:
         dataset=TEST_SPLIT_PATTERN,
-        run=RUN_PATTERN,
+        run=EVAL_RUN_PATTERN,
     conda:
         "../../envs/evaluate.yaml"
     threads: 2
@@ -38,6 +40,7 @@ rule predict_test_split:
         batch_size=lookup(dpath="evaluate/batch_size", within=config),
         store_vertices=lookup(dpath="evaluate/store_vertices", within=config),
         device=lookup(dpath="device", within=config),
+        n_iter=get_regressor_iterations,
     script:
         "../scripts/predict_test_split.py"
 
@@ -63,7 +66,7 @@ rule score_predictions:
         "benchmarks/evaluate/score_predictions/{dataset}_{run}.tsv"
     wildcard_constraints:
         dataset=TEST_SPLIT_PATTERN,
-        run=RUN_PATTERN,
+        run=EVAL_RUN_PATTERN,
     conda:
         "../../envs/evaluate.yaml"
     params:
@@ -135,10 +138,7 @@ rule evaluate_mpi_inf_3dhp:
 
 rule evaluate_ablation:
     input:
-        scores=[
-            f"results/eval/{config['evaluate']['ablation']['dataset']}/{run}.json"
-            for run in get_ablation_runs()
-        ],
+        scores=get_ablation_scores(),
         code=code("evaluate/tables.py", "evaluate/report.py", "train/runs.py"),
     output:
         table=report(
@@ -176,7 +176,7 @@ rule plot_qualitative:
         "logs/evaluate/plot_qualitative/{dataset}_{run}.log",
     wildcard_constraints:
         dataset=TEST_SPLIT_PATTERN,
-        run=RUN_PATTERN,
+        run=EVAL_RUN_PATTERN,
     conda:
         "../../envs/evaluate.yaml"
     params:

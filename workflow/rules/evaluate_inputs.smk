@@ -1,11 +1,16 @@
 # Input functions and constants of the evaluation rules (evaluate.smk); kept apart so that the rule
 # file holds only rules (snakemake --lint).
 from pipeline.evaluate.predict import PROTOCOLS
+from pipeline.evaluate.tables import MEAN_PARAMS_RUN, PRETRAINED_RUN
 from pipeline.train.runs import RUN_PATTERN, parse_run, run_names
 
-#: Run name of assets.pretrained_checkpoint, evaluated directly when set.
-PRETRAINED_RUN = "pretrained"
 TEST_SPLIT_PATTERN = "|".join(PROTOCOLS)
+#: Runs that are evaluated: the trained runs and the baselines (RUN_PATTERN cannot match 'mean-params').
+EVAL_RUN_PATTERN = f"{MEAN_PARAMS_RUN}|{RUN_PATTERN}"
+#: What rule pretrain_regressor (open world) writes; when assets.pretrained_checkpoint names it, its
+#: training curves join the report.
+PRETRAIN_CHECKPOINT = "results/pretrain/model_checkpoint.pt"
+PRETRAIN_METRICS = "results/pretrain/metrics.csv"
 #: Test splits gathered by each evaluate_* rule.
 EVAL_TABLES = {
     "3dpw": ["3dpw"],
@@ -14,16 +19,31 @@ EVAL_TABLES = {
 }
 
 
+def get_baseline_runs():
+    """'mean-params', plus 'pretrained' when assets.pretrained_checkpoint is set (table order)."""
+    pretrained = [PRETRAINED_RUN] if config["assets"]["pretrained_checkpoint"] else []
+    return [MEAN_PARAMS_RUN, *pretrained]
+
+
 def get_eval_runs():
-    """Runs in the evaluation tables: train.runs, plus 'pretrained' when a checkpoint is configured."""
-    runs = list(config["train"]["runs"])
-    if config["assets"]["pretrained_checkpoint"]:
-        runs.append(PRETRAINED_RUN)
-    return runs
+    """Runs in the evaluation tables, in row order: the baselines, then train.runs."""
+    return [*get_baseline_runs(), *config["train"]["runs"]]
+
+
+def get_start_checkpoint():
+    """The checkpoint every run starts from: assets.pretrained_checkpoint (a user's file or the one rule
+    pretrain_regressor builds), else the first run's final.pt, whose mean-parameter buffers (never
+    trained) are the training set's mean as in every run."""
+    path = config["assets"]["pretrained_checkpoint"]
+    return path or f"results/train/{config['train']['runs'][0]}/checkpoints/final.pt"
 
 
 def get_checkpoint(wildcards):
-    """The run's final checkpoint, or assets.pretrained_checkpoint for the run 'pretrained'."""
+    """The checkpoint a run is predicted with: its final.pt, assets.pretrained_checkpoint for
+    'pretrained', the start checkpoint for 'mean-params' (only its buffers are used, n_iter = 0).
+    """
+    if wildcards.run == MEAN_PARAMS_RUN:
+        return get_start_checkpoint()
     if wildcards.run == PRETRAINED_RUN:
         path = config["assets"]["pretrained_checkpoint"]
         if not path:
@@ -33,6 +53,11 @@ def get_checkpoint(wildcards):
             )
         return path
     return f"results/train/{wildcards.run}/checkpoints/final.pt"
+
+
+def get_regressor_iterations(wildcards):
+    """Regressor refinement steps: 0 for 'mean-params' (its output is the buffers), else the model's."""
+    return 0 if wildcards.run == MEAN_PARAMS_RUN else None
 
 
 def get_test_split(key):
@@ -54,6 +79,13 @@ def get_ablation_runs():
     return run_names(settings["variants"], settings["repetitions"])
 
 
+def get_ablation_scores():
+    """Score files of the ablation: the baselines, then every repetition of every variant."""
+    split = config["evaluate"]["ablation"]["dataset"]
+    runs = [*get_baseline_runs(), *get_ablation_runs()]
+    return [f"results/eval/{split}/{run}.json" for run in runs]
+
+
 def get_ablation_variants():
     """Ablation variant -> DSR terms, in table order."""
     return {
@@ -63,5 +95,6 @@ def get_ablation_variants():
 
 
 def get_qualitative_figures():
+    """One qualitative figure per evaluated run (baselines included), same split and samples."""
     split = config["evaluate"]["qualitative"]["dataset"]
     return [f"results/eval/qualitative/{split}/{run}.png" for run in get_eval_runs()]

@@ -1,4 +1,4 @@
-"""Predict one test split with one run's checkpoint (rule predict_test_split)."""
+"""Predict one test split with one run's checkpoint, or its mean parameters (n_iter 0; rule predict_test_split)."""
 
 from pathlib import Path
 
@@ -24,4 +24,5 @@ predict_checkpoint(
     device=resolve_device(p.device),
     store_vertices=p.store_vertices,
     git_sha=git_sha(),
+    n_iter=p.n_iter,
 )

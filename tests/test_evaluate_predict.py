@@ -26,8 +26,12 @@ from pipeline.evaluate.predict import (
     score_split,
 )
 from pipeline.evaluate.qualitative import (
+    HEADER_PX,
+    PANEL_PAD_PX,
+    SAMPLE_GAP_PX,
     fit_weak_perspective,
     image_camera,
+    panel_box,
     qualitative_figure,
     render_sample_views,
     select_samples,
@@ -249,25 +253,57 @@ def test_overlay_of_ground_truth_lands_on_the_person(splits, models) -> None:
         assert ((depth2 > 0) & person).sum() / max((depth2 > 0).sum(), 1) < 0.5
 
 
+def _body_mask(panel: np.ndarray) -> np.ndarray:
+    return (panel < 250).any(-1)
+
+
 def test_qualitative_figure_renders(splits, models, tmp_path: Path) -> None:
+    """Blocks of input | overlay | side view | ground-truth side view, two per row under a header; predicting the
+    ground truth itself gives a side view that matches the ground-truth panel, which is the same in every run's
+    figure."""
     ann, images = splits["full"]
     data = read_spin_npz(ann)
     pred = body_predictions(models, data.pose, data.shape, data.gender, data.imgname)
     cams = np.stack([fit_weak_perspective(models["male"].spin_regressor.numpy() @ pred.vertices[i], data.part[i],
                                           data.center[i], data.scale[i]) for i in range(COUNT)])
     pred = type(pred)(**{**pred.__dict__, "cam": cams.astype(np.float32)})
-    tile = 48
-    out = qualitative_figure(pred, data, images, models["neutral"].faces.numpy(), tmp_path / "q.png", count=2, tile=tile)
+    faces = models["neutral"].faces.numpy()
+    tile, panels, columns = 48, 4, 2
+    out = qualitative_figure(pred, data, images, faces, tmp_path / "q.png", count=COUNT, tile=tile, columns=columns,
+                             body_models=models)
     grid = np.asarray(Image.open(out))
-    pad = 2
-    assert grid.shape == (2 * (tile + pad) + pad, 3 * (tile + pad) + pad, 3)
-    panels = [grid[pad:pad + tile, pad + c * (tile + pad):pad + c * (tile + pad) + tile] for c in range(3)]
-    assert np.abs(panels[1].astype(int) - panels[0]).sum(-1).astype(bool).mean() > 0.05  # mesh drawn over input
-    assert (panels[2] < 250).any(-1).mean() > 0.03  # the side view shows a body on white
+    block_w = panels * (tile + PANEL_PAD_PX) + PANEL_PAD_PX
+    rows = -(-COUNT // columns)
+    assert grid.shape == (HEADER_PX + rows * (tile + 2 * PANEL_PAD_PX + SAMPLE_GAP_PX) + SAMPLE_GAP_PX // 2,
+                          columns * (block_w + SAMPLE_GAP_PX) + SAMPLE_GAP_PX, 3)
+    assert (grid[:HEADER_PX] < 100).any()  # the panel names are written
+    for k in range(COUNT):
+        input_, overlay, side, gt_side = (grid[panel_box(k, c, tile, panels, columns)] for c in range(panels))
+        assert np.abs(overlay.astype(int) - input_).sum(-1).astype(bool).mean() > 0.05  # mesh drawn over input
+        assert _body_mask(side).mean() > 0.03 and _body_mask(gt_side).mean() > 0.03  # bodies on white
+        inter, union = (_body_mask(side) & _body_mask(gt_side)).sum(), (_body_mask(side) | _body_mask(gt_side)).sum()
+        assert inter / union > 0.9, (k, inter / union)  # the prediction is the ground truth: same silhouette
+        assert not np.array_equal(side, gt_side)  # ... in another colour
     views = render_sample_views(np.asarray(Image.open(images / data.imgname[0]).convert("RGB")), pred.vertices[0],
-                                models["neutral"].faces.numpy(), data.center[0], data.scale[0], cams[0], tile)
-    np.testing.assert_array_equal(views[2], panels[2])  # first row = sample 0
+                                faces, data.center[0], data.scale[0], cams[0], tile)
+    assert len(views) == 3
+    np.testing.assert_array_equal(views[2], grid[panel_box(0, 2, tile, panels, columns)])  # first block = sample 0
     assert list(select_samples(100, 4)) == [0, 33, 66, 99] and list(select_samples(2, 5)) == [0, 1]
+
+    # another run (the mean pose): its own side view changes, the ground-truth panel does not
+    mean = body_predictions(models, np.zeros_like(data.pose), np.zeros_like(data.shape), None, data.imgname)
+    mean = type(mean)(**{**mean.__dict__, "cam": cams.astype(np.float32)})
+    other = np.asarray(Image.open(qualitative_figure(mean, data, images, faces, tmp_path / "m.png", count=COUNT,
+                                                     tile=tile, columns=columns, body_models=models)))
+    for k in range(COUNT):
+        np.testing.assert_array_equal(other[panel_box(k, 3, tile, panels, columns)],
+                                      grid[panel_box(k, 3, tile, panels, columns)])
+    assert any(not np.array_equal(other[panel_box(k, 2, tile, panels, columns)],
+                                  grid[panel_box(k, 2, tile, panels, columns)]) for k in range(COUNT))
+    # without body models (or SMPL ground truth) there is no fourth panel
+    plain = np.asarray(Image.open(qualitative_figure(pred, data, images, faces, tmp_path / "p.png", count=COUNT,
+                                                     tile=tile, columns=1)))
+    assert plain.shape[1] == 3 * (tile + PANEL_PAD_PX) + PANEL_PAD_PX + 2 * SAMPLE_GAP_PX
 
 
 # ------------------------------------------------------------------------------------ tables / report

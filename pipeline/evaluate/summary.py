@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.evaluate.report import build_html_report
+from pipeline.evaluate.report import BASELINE_RUNS, build_html_report
 from pipeline.evaluate.tables import ABLATION_METRICS, format_mean_std, mask_qc_rows
 
 REPORT_TITLE: str = "Differentiable Semantic Rendering — pipeline report"
@@ -68,7 +68,9 @@ def write_pipeline_report(
     for run, path in (training_curves or {}).items():
         figures[f"Training curves of run {run}"] = path
     for run, path in (qualitative or {}).items():
-        figures[f"Run {run}: input | predicted mesh over the image | side view"] = path
+        what = f"baseline {run}" if run in BASELINE_RUNS else f"Run {run}"
+        figures[f"{what}: input | predicted mesh over the image | side view | ground truth from the side "
+                "(where the split has it); the same samples for every run"] = path
     tables: dict[str, list[dict[str, Any]]] = {}
     if ablation_csv is not None:
         tables["Ablation (paper Table 1): mean ± std over repetitions"] = ablation_display_rows(ablation_csv)

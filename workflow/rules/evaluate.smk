@@ -164,7 +164,9 @@ rule plot_qualitative:
         images=get_test_split("images"),
         models=get_body_model_files(),
         regressors=config["assets"]["joint_regressors"],
-        code=code("evaluate/qualitative.py", "render/offscreen.py"),
+        code=code(
+            "evaluate/qualitative.py", "evaluate/predict.py", "render/offscreen.py"
+        ),
     output:
         report(
             "results/eval/qualitative/{dataset}/{run}.png",
@@ -183,6 +185,8 @@ rule plot_qualitative:
         fmt=get_test_split("format"),
         num_images=lookup(dpath="evaluate/qualitative/count", within=config),
         tile_px=lookup(dpath="evaluate/qualitative/tile_px", within=config),
+        columns=lookup(dpath="evaluate/qualitative/columns", within=config),
+        ground_truth=lookup(dpath="evaluate/qualitative/ground_truth", within=config),
     script:
         "../scripts/plot_qualitative.py"
 

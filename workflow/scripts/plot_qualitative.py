@@ -1,4 +1,5 @@
-"""Predicted meshes over test images and from the side, one figure per run (rule plot_qualitative)."""
+"""Predicted meshes over test images, from the side, and the ground truth from the side, one figure per run
+(rule plot_qualitative)."""
 
 from pathlib import Path
 
@@ -11,13 +12,16 @@ from pipeline.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
 inp, p = snakemake.input, snakemake.params
-body = load_body_models(Path(inp.models[0]).parent, inp.regressors, ("neutral",))["neutral"]
+genders = ("neutral", "male", "female") if p.ground_truth else ("neutral",)
+models = load_body_models(Path(inp.models[0]).parent, inp.regressors, genders)
 qualitative_figure(
-    load_predictions(inp.predictions, body),
+    load_predictions(inp.predictions, models["neutral"]),
     read_dataset(inp.annotations, p.fmt),
     inp.images,
-    body.faces.numpy(),
+    models["neutral"].faces.numpy(),
     snakemake.output[0],
     count=p.num_images,
     tile=p.tile_px,
+    columns=p.columns,
+    body_models=models if p.ground_truth else None,
 )

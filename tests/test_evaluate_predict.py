@@ -5,12 +5,15 @@ tables and the report are right."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -36,7 +39,13 @@ from pipeline.evaluate.qualitative import (
     render_sample_views,
     select_samples,
 )
-from pipeline.evaluate.report import EVAL_COLUMNS, joint_groups_csv_path, load_result, per_joint_csv_path
+from pipeline.evaluate.report import (
+    EVAL_COLUMNS,
+    joint_groups_csv_path,
+    load_result,
+    per_joint_csv_path,
+    plot_training_curves,
+)
 from pipeline.evaluate.summary import write_pipeline_report
 from pipeline.evaluate.tables import ablation_rows, format_mean_std, mask_qc_rows, write_ablation, write_eval_tables
 from pipeline.io.images import read_label_png
@@ -376,23 +385,55 @@ def test_eval_tables_and_ablation(tmp_path: Path) -> None:
 
 
 def test_pipeline_report(tmp_path: Path) -> None:
-    scores = [_score(tmp_path, "sd", "3dpw", 100.0, 60.0, 120.0), _score(tmp_path, "dsr", "3dpw", 90.0, 55.25, 110.0)]
+    scores = [_score(tmp_path, "sd", "3dpw", 100.0, 60.0, 120.0), _score(tmp_path, "dsr", "3dpw", 90.0, 55.25, 110.0),
+              _score(tmp_path, "mean-params", "3dpw", 341.63, 91.07, 417.14),
+              _score(tmp_path, "pretrained", "3dpw", 150.0, 70.0, 180.0)]
     eval_csv = write_eval_tables(scores, tmp_path / "eval_3dpw.csv")["eval"]
     ab = [_score(tmp_path, f"sd-s{k}", "3dpw", 100.0 + 2 * k, 60.0, 120.0) for k in range(2)]
+    ab.append(_score(tmp_path, "mean-params", "3dpw", 341.63, 91.07, 417.14))
     write_ablation(ab, {"sd": []}, tmp_path / "ablation.csv", tmp_path / "ablation_runs.csv")
     png = tmp_path / "prior_views.png"
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(png)
     qc = tmp_path / "3dpw.qc.json"
     qc.write_text(json.dumps({"samples": 120, "valid_fraction": 1.0, "mc": {"LeftArm": {"kept_fraction": 0.8125}}}))
     metrics = tmp_path / "metrics.csv"
-    metrics.write_text("step,phase,total,val_mpjpe_mm\n1,train,2.0,\n2,train,1.5,\n2,val,,80.0\n")
+    metrics.write_text("step,phase,total,val_mpjpe_mm\n0,val,,110.0\n1,train,2.0,\n2,train,1.5,\n2,val,,80.0\n")
     assert mask_qc_rows({"3dpw": qc}) == [{"dataset": "3dpw", "samples": 120, "valid_fraction": 1.0,
                                            "LeftArm kept": 0.8125}]
     out = write_pipeline_report(tmp_path / "report.html", eval_csvs=[eval_csv], prior_figures=[png],
                                 mask_sheets={"3dpw": png}, mask_qc={"3dpw": qc}, training_curves={"sd": metrics},
-                                qualitative={"sd": png}, ablation_csv=tmp_path / "ablation.csv",
-                                provenance={"world": "open"})
+                                pretraining_curves=metrics, qualitative={"mean-params": png, "sd": png},
+                                ablation_csv=tmp_path / "ablation.csv", provenance={"world": "open"})
     html = out.read_text()
     assert "55.2" in html and "101.0 ± 1.4" in html and "0.8125" in html and "LeftArm kept" in html
     assert "Training curves of run sd" in html and "Run sd: input" in html and "Semantic prior: prior views" in html
-    assert html.count("data:image/png;base64,") == 5  # per-joint chart, prior, sheet, curves, qualitative
+    assert "Training curves of pretraining" in html and "baseline mean-params: input" in html
+    assert html.count("data:image/png;base64,") == 7  # per-joint chart, prior, sheet, 2 curves, 2 qualitative
+    # the results table: baselines first and shaded, with their numbers; the ablation starts with mean-params
+    results = html[html.index('<table id="results">'):]
+    results = results[:results.index("</table>")]
+    body_rows = re.findall(r"<tr( class=\"baseline\")?><td>([^<]+)</td>(.*?)</tr>", results)
+    assert [(run, bool(cls)) for cls, run, _ in body_rows] == [("mean-params", True), ("pretrained", True),
+                                                              ("sd", False), ("dsr", False)]
+    assert re.findall(r'class="num">([0-9.]+)</td>', body_rows[0][2])[1:] == ["341.6", "91.1", "417.1"]
+    assert "<code>mean-params</code>: the regressor&#39;s initial output" in html and "<code>pretrained</code>" in html
+    ablation = html[html.index("Ablation (paper Table 1)"):]
+    assert ablation.index("mean-params") < ablation.index("<td>sd</td>")
+    assert "341.6" in ablation
+
+
+def test_training_curves_put_validation_first_with_the_step0_line(tmp_path: Path) -> None:
+    """Validation panels lead, with the step-0 value drawn and quoted; a log without validation still draws."""
+    from pipeline.evaluate.report import _curve_series
+
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("step,phase,total,smpl_pose,samples_per_s,val_mpjpe_mm,val_pa_mpjpe_mm\n"
+                       "0,val,,,,341.5,91.25\n5,train,2.0,0.1,17,,\n10,train,1.5,0.09,18,,\n10,val,,,,300.0,80.0\n")
+    frame = pd.read_csv(metrics)
+    assert _curve_series(frame, "step") == ["val_mpjpe_mm", "val_pa_mpjpe_mm", "total", "smpl_pose", "samples_per_s"]
+    png = plot_training_curves(metrics)
+    image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert image.shape[0] > 200 and image.shape[1] > 600
+    plain = tmp_path / "plain.csv"
+    plain.write_text("step,loss\n1,2.0\n2,1.0\n")
+    assert _curve_series(pd.read_csv(plain), "step") == ["loss"] and plot_training_curves(plain)[:4] == b"\x89PNG"

@@ -85,6 +85,10 @@ CURVE_X_COLUMNS: tuple[str, ...] = ("step", "iteration", "iter", "global_step", 
 FIGURE_DPI: int = 110
 CURVE_PANEL_SIZE_IN: tuple[float, float] = (3.6, 2.6)
 CURVE_MAX_COLUMNS: int = 3
+#: Columns of a training log holding held-out validation metrics (drawn first, with their step-0 line).
+VALIDATION_PREFIX: str = "val_"
+VALIDATION_COLOR: str = "tab:red"
+START_LINE_COLOR: str = "0.4"
 BAR_FIGURE_HEIGHT_IN: float = 3.2
 BAR_WIDTH_PER_JOINT_IN: float = 0.55
 #: Width of one thumbnail of an image grid, CSS pixels.
@@ -364,16 +368,30 @@ def plot_per_joint(per_joint: pd.DataFrame, dataset: str) -> bytes:
     return _figure_png(fig)
 
 
-def plot_training_curves(table: str | Path) -> bytes:
+def _curve_series(frame: pd.DataFrame, x_name: str | None) -> list[str]:
+    """Numeric columns to draw: validation metrics first (:data:`VALIDATION_PREFIX`), then the others."""
+    numeric = [c for c in frame.columns if c != x_name and pd.api.types.is_numeric_dtype(frame[c])]
+    val = [c for c in numeric if c.startswith(VALIDATION_PREFIX)]
+    return [*val, *(c for c in numeric if c not in val)]
+
+
+def plot_training_curves(table: str | Path, title: str | None = None) -> bytes:
     """Training curves (PNG bytes) from a CSV/TSV log: one panel per numeric column against the step.
 
-    The x axis is the first of :data:`CURVE_X_COLUMNS` present (else the row number).
+    The x axis is the first of :data:`CURVE_X_COLUMNS` present (else the row number). Validation columns
+    (``val_*``, e.g. ``val_mpjpe_mm``, ``val_pa_mpjpe_mm`` of a run's ``metrics.csv``) come first, drawn with
+    markers, a dashed line at their step-0 value (the initialisation the run must beat) and the first → last
+    value in the panel title.
+
+    Args:
+        table: the log.
+        title: figure title (default: none).
     """
     table = Path(table)
     frame = pd.read_csv(table, sep=CURVE_TABLES[table.suffix.lower()])
     x_name = next((c for c in CURVE_X_COLUMNS if c in frame.columns), None)
     x = frame[x_name].to_numpy(dtype=float) if x_name else np.arange(len(frame), dtype=float)
-    series = [c for c in frame.columns if c != x_name and pd.api.types.is_numeric_dtype(frame[c])]
+    series = _curve_series(frame, x_name)
     if not series:
         raise ValueError(f"{table}: no numeric columns to plot as training curves (columns: {list(frame.columns)})")
     ncols = min(CURVE_MAX_COLUMNS, len(series))
@@ -383,12 +401,26 @@ def plot_training_curves(table: str | Path) -> bytes:
     for ax, name in zip(axes, series):
         y = frame[name].to_numpy(dtype=float)
         ok = np.isfinite(y)
-        ax.plot(x[ok], y[ok], lw=1.2)
-        ax.set_title(name, fontsize="small")
+        if name.startswith(VALIDATION_PREFIX):
+            ax.plot(x[ok], y[ok], lw=1.6, marker="o", ms=3, color=VALIDATION_COLOR, label="validation")
+            start = ok & (x == 0)
+            if start.any():
+                y0 = float(y[start][0])
+                ax.axhline(y0, ls="--", lw=1.0, color=START_LINE_COLOR, label=f"step 0: {y0:.4g}")
+                ax.legend(fontsize="x-small")
+            label = name
+            if ok.any():
+                label = f"{name}: {y[ok][0]:.4g} → {y[ok][-1]:.4g}"
+            ax.set_title(label, fontsize="small", fontweight="bold")
+        else:
+            ax.plot(x[ok], y[ok], lw=1.2)
+            ax.set_title(name, fontsize="small")
         ax.set_xlabel(x_name or "row", fontsize="small")
         ax.grid(alpha=0.3)
     for ax in axes[len(series):]:
         ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
     return _figure_png(fig)
 
 

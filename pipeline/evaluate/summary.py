@@ -41,6 +41,7 @@ def write_pipeline_report(
     mask_sheets: Mapping[str, str | Path] | None = None,
     mask_qc: Mapping[str, str | Path] | None = None,
     training_curves: Mapping[str, str | Path] | None = None,
+    pretraining_curves: str | Path | None = None,
     qualitative: Mapping[str, str | Path] | None = None,
     ablation_csv: str | Path | None = None,
     provenance: Mapping[str, Any] | None = None,
@@ -55,7 +56,8 @@ def write_pipeline_report(
         mask_sheets: dataset → mask contact sheet PNG.
         mask_qc: dataset → ``{dataset}.qc.json``, summarised as a table.
         training_curves: run → curves PNG or the run's ``metrics.csv`` (drawn).
-        qualitative: run → qualitative figure PNG.
+        pretraining_curves: curves PNG (or ``metrics.csv``) of rule pretrain_regressor, shown before the runs'.
+        qualitative: run → qualitative figure PNG (baselines first, as in the tables).
         ablation_csv: ``results/ablation.csv`` when it should appear.
         provenance: key → value shown under the title.
         title: page title.
@@ -65,8 +67,11 @@ def write_pipeline_report(
         figures[f"Semantic prior: {Path(path).stem.replace('_', ' ')}"] = path
     for name, path in (mask_sheets or {}).items():
         figures[f"Pseudo-GT masks of {name}: image | parse | DSR-C classes | DSR-MC mask"] = path
+    if pretraining_curves is not None:
+        figures["Training curves of pretraining (the checkpoint every run starts from; validation on held-out "
+                "pretraining samples, dashed: step 0)"] = pretraining_curves
     for run, path in (training_curves or {}).items():
-        figures[f"Training curves of run {run}"] = path
+        figures[f"Training curves of run {run} (validation on held-out training samples, dashed: step 0)"] = path
     for run, path in (qualitative or {}).items():
         what = f"baseline {run}" if run in BASELINE_RUNS else f"Run {run}"
         figures[f"{what}: input | predicted mesh over the image | side view | ground truth from the side "

@@ -211,6 +211,29 @@ rule plot_training_curves:
         "../scripts/plot_training_curves.py"
 
 
+# Open world: the curves of rule pretrain_regressor, drawn like a run's (see get_pretrain_curves).
+rule plot_pretraining_curves:
+    input:
+        metrics=PRETRAIN_METRICS,
+        code=code("evaluate/report.py"),
+    output:
+        report(
+            "results/eval/curves/pretrain.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+        ),
+    log:
+        "logs/evaluate/plot_pretraining_curves.log",
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/plot_training_curves.py"
+
+
+# 'pretrain' is not a run (RUN_PATTERN would admit it): its curves come from results/pretrain.
+ruleorder: plot_pretraining_curves > plot_training_curves
+
+
 rule build_report:
     input:
         eval=[f"results/eval_{name}.csv" for name in EVAL_TABLES],
@@ -221,6 +244,7 @@ rule build_report:
         ],
         qc=[f"results/masks/{name}.qc.json" for name in config["masks"]["datasets"]],
         curves=[f"results/eval/curves/{run}.png" for run in config["train"]["runs"]],
+        pretrain_curves=get_pretrain_curves(),
         qualitative=get_qualitative_figures(),
         code=code("evaluate/summary.py", "evaluate/report.py", "evaluate/tables.py"),
     output:

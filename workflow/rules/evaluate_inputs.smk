@@ -98,3 +98,10 @@ def get_qualitative_figures():
     """One qualitative figure per evaluated run (baselines included), same split and samples."""
     split = config["evaluate"]["qualitative"]["dataset"]
     return [f"results/eval/qualitative/{split}/{run}.png" for run in get_eval_runs()]
+
+
+def get_pretrain_curves():
+    """The pretraining curves when the runs start from rule pretrain_regressor's checkpoint (open world)."""
+    if config["assets"]["pretrained_checkpoint"] == PRETRAIN_CHECKPOINT:
+        return ["results/eval/curves/pretrain.png"]
+    return []

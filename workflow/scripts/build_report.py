@@ -12,6 +12,7 @@ write_pipeline_report(
     mask_sheets=dict(zip(p.mask_datasets, inp.sheets)),
     mask_qc=dict(zip(p.mask_datasets, inp.qc)),
     training_curves=dict(zip(p.train_runs, inp.curves)),
+    pretraining_curves=inp.pretrain_curves[0] if inp.pretrain_curves else None,
     qualitative=dict(zip(p.eval_runs, inp.qualitative)),
     provenance={"world": p.world, "seed": p.seed, "runs": ", ".join(p.eval_runs), "git": git_sha()},
 )

@@ -242,12 +242,18 @@ def validate(model: HMR, body: BodyModel, source: SampleSource, index: np.ndarra
         pred.append(posed.joints_spin.cpu().double().numpy())
         gt.append(np.stack([it["joints_3d"][:, :3] for it in items]).astype(np.float64))
     model.train(was_training)
-    p, g = np.concatenate(pred), np.concatenate(gt)
+    return joint_errors_mm(np.concatenate(pred), np.concatenate(gt), prefix="val_")
+
+
+def joint_errors_mm(pred: np.ndarray, gt: np.ndarray, prefix: str = "") -> dict[str, float]:
+    """Mean MPJPE and PA-MPJPE (mm) of (N, 24, 3) SPIN joints on the 14 LSP joints, centred on the mid-hip."""
     a, b = PELVIS_JOINTS
-    p = p - 0.5 * (p[:, a] + p[:, b])[:, None]
-    g = g - 0.5 * (g[:, a] + g[:, b])[:, None]
-    p, g = p[:, list(J24_TO_J14)], g[:, list(J24_TO_J14)]
-    return {"val_mpjpe_mm": float(mpjpe(p, g).mean() * 1000.0), "val_pa_mpjpe_mm": float(pa_mpjpe(p, g).mean() * 1000.0)}
+    p = np.asarray(pred, dtype=np.float64)
+    g = np.asarray(gt, dtype=np.float64)
+    p = (p - 0.5 * (p[:, a] + p[:, b])[:, None])[:, list(J24_TO_J14)]
+    g = (g - 0.5 * (g[:, a] + g[:, b])[:, None])[:, list(J24_TO_J14)]
+    return {f"{prefix}mpjpe_mm": float(mpjpe(p, g).mean() * 1000.0),
+            f"{prefix}pa_mpjpe_mm": float(pa_mpjpe(p, g).mean() * 1000.0)}
 
 
 # --------------------------------------------------------------------------------------------- logging
@@ -372,7 +378,7 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
                  settings.dsr_start_iter, "mean parameters", loaded)
 
     term_names = ["keypoint_2d", "keypoint_3d", "smpl_pose", "smpl_betas", "camera", *settings.dsr_terms]
-    columns = ["step", "phase", "total", *term_names, *[f"n_valid_{t}" for t in settings.dsr_terms],
+    columns = ["step", "phase", "total", "lr", *term_names, *[f"n_valid_{t}" for t in settings.dsr_terms],
                *[f"n_skipped_{t}" for t in settings.dsr_terms], "samples_per_s", "val_mpjpe_mm", "val_pa_mpjpe_mm"]
     # The log lives beside last.pt (Snakemake deletes a rerun job's outputs; the log must survive with the
     # checkpoint) and is copied to metrics.csv at the end.
@@ -429,11 +435,14 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
             extra, dsr_counts = dsr_terms(settings, prior, posed.vertices, faces, cam_t, batch)  # type: ignore[arg-type]
             terms.update(extra)
         loss, values = total_loss(terms, weights, step, settings.dsr_start_iter)
+        values["lr"] = torch.tensor(settings.lr_at(step))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"run {settings.run}: non-finite loss at step {step}: "
                                      f"{ {k: float(v) for k, v in values.items()} }")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr_at(step)
         optimizer.step()
         step += 1
         bar.update(1)

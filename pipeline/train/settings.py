@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -67,6 +68,8 @@ class TrainSettings:
     Attributes:
         run: run name; dsr_terms: enabled DSR terms (:data:`pipeline.losses.composite.DSR_TERMS`); seed.
         steps: optimiser steps; batch_size; lr, weight_decay: Adam (SPIN: 5e-5, 0; DSR: 3e-5).
+        warmup_steps: linear learning-rate warm-up from 0; lr_final_factor: cosine decay from ``lr`` to
+            ``lr · lr_final_factor`` over the remaining steps (1 = constant, SPIN); see :meth:`lr_at`.
         backbone: ``resnet50`` (paper) or ``resnet18``; n_iter: regressor iterations; num_betas.
         image_size: crop side fed to the network (224 in the paper); render_size: DSR render/mask side.
         dsr_start_iter: first step with DSR terms (paper: 10K); loss_weights: :class:`LossWeights` overrides.
@@ -87,6 +90,8 @@ class TrainSettings:
     ratios: tuple[float, ...]
     lr: float = 5e-5
     weight_decay: float = 0.0
+    warmup_steps: int = 0
+    lr_final_factor: float = 1.0
     backbone: str = "resnet50"
     n_iter: int = 3
     num_betas: int = 10
@@ -107,6 +112,16 @@ class TrainSettings:
     threads: int = 0
     device: str = "cpu"
     progress: bool = True
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine decay to
+        ``lr · lr_final_factor`` at ``steps`` (a pure function of the step, so resuming needs no state)."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.lr_final_factor == 1.0 or self.steps <= self.warmup_steps:
+            return self.lr
+        t = min(1.0, (step - self.warmup_steps) / (self.steps - self.warmup_steps))
+        return self.lr * (self.lr_final_factor + (1.0 - self.lr_final_factor) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -129,7 +144,9 @@ class TrainSettings:
 
     def fingerprint(self) -> str:
         """Hash of the settings that determine the weights at a given step (resume guard)."""
-        d = {k: v for k, v in self.params_dict().items() if k not in OPERATIONAL_SETTINGS}
+        # with a decaying learning rate the number of steps shapes every step's weights: a longer run is a new run
+        operational = [k for k in OPERATIONAL_SETTINGS if not (k == "steps" and self.lr_final_factor != 1.0)]
+        d = {k: v for k, v in self.params_dict().items() if k not in operational}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @classmethod
@@ -188,7 +205,9 @@ def settings_from_config(train_cfg: Mapping[str, Any], train_datasets: Mapping[s
     return TrainSettings(
         run=run, dsr_terms=spec.dsr_terms, seed=spec.seed, steps=int(train_cfg["steps"]),
         batch_size=int(train_cfg["batch_size"]), datasets=tuple(datasets), ratios=tuple(mix.values()),
-        lr=float(train_cfg["lr"]), weight_decay=float(train_cfg["weight_decay"]), backbone=train_cfg["backbone"],
+        lr=float(train_cfg["lr"]), weight_decay=float(train_cfg["weight_decay"]),
+        warmup_steps=int(train_cfg["warmup_steps"]), lr_final_factor=float(train_cfg["lr_final_factor"]),
+        backbone=train_cfg["backbone"],
         n_iter=int(train_cfg["n_iter"]), image_size=int(train_cfg["image_size"]),
         render_size=int(train_cfg["render_size"]), dsr_start_iter=int(train_cfg["dsr_start_iter"]),
         loss_weights=dict(train_cfg["loss_weights"]), dsr_reduction=train_cfg["dsr_reduction"],

@@ -58,6 +58,7 @@ class SplitSpec:
     keys: str  # a key of SPLIT_KEYS
     partial_smpl: bool = False
     image_folder: str = ""  # sub-folder of the image root (COCO: train2014)
+    labels: bool = True  # write the parser-like label maps (not needed by the pretraining set)
 
 
 def split_spec(name: str, group: str, settings: dict, fmt: str) -> SplitSpec:
@@ -70,6 +71,13 @@ def split_spec(name: str, group: str, settings: dict, fmt: str) -> SplitSpec:
                      occluder_prob=float(settings["occluder_prob"]), fmt=fmt, keys=keys,
                      partial_smpl=(group == "train" and name == "mpi_inf_3dhp"),
                      image_folder="train2014" if fmt == "eft_json" else "")
+
+
+def pretrain_spec(shard: int, count: int, distractor_prob: float, occluder_prob: float) -> SplitSpec:
+    """One shard of the pretraining set (the open world's stand-in for the data SPIN's checkpoint was trained
+    on): SPIN npz with every training key, no label maps; shard ``k`` is split ``pretrain_k``."""
+    return SplitSpec(name=f"pretrain_{shard}", count=count, distractor_prob=distractor_prob,
+                     occluder_prob=occluder_prob, fmt="spin_npz", keys="train", labels=False)
 
 
 def _box_mesh(centre: np.ndarray, size: np.ndarray, yaw: float) -> tuple[np.ndarray, np.ndarray]:
@@ -213,7 +221,7 @@ def make_image_split(
     size: int,
     focal_range: tuple[float, float],
     person_height_range: tuple[float, float],
-    noise: ParserNoise,
+    noise: ParserNoise | None,
     seed: int,
     progress: bool = True,
 ) -> dict[str, object]:
@@ -221,6 +229,10 @@ def make_image_split(
     image_root = Path(image_root)
     folders = {k: d / spec.image_folder for k, d in (("img", image_root), ("lab", label_root(image_root)),
                                                       ("gt", label_root(image_root, exact=True)))}
+    if not spec.labels:
+        del folders["lab"], folders["gt"]
+    elif noise is None:
+        raise ValueError(f"split {spec.name!r} writes parser-like label maps and needs the parser-noise settings")
     for d in folders.values():
         d.mkdir(parents=True, exist_ok=True)
     models = {g: BodyModel(body_model_dir, gender=g, joint_regressors=joint_regressors) for g in ("male", "female")}
@@ -235,8 +247,10 @@ def make_image_split(
             ann = annotate(sample, rng)
             stem = f"{spec.name}_{i:05d}"
             Image.fromarray(sample.rgb).save(folders["img"] / f"{stem}.jpg", quality=JPEG_QUALITY)
-            save_palette_png(sample.labels_gt, folders["gt"] / f"{stem}.png")
-            save_palette_png(apply_parser_noise(sample.labels_gt, noise, rng), folders["lab"] / f"{stem}.png")
+            if spec.labels:
+                save_palette_png(sample.labels_gt, folders["gt"] / f"{stem}.png")
+                save_palette_png(apply_parser_noise(sample.labels_gt, noise, rng),  # type: ignore[arg-type]
+                                 folders["lab"] / f"{stem}.png")
             label_pixels += np.bincount(sample.labels_gt.ravel(), minlength=NUM_LABELS)
             names.append(f"{spec.image_folder}/{stem}.jpg" if spec.image_folder else f"{stem}.jpg")
             for key in ("part", "openpose", "S", "pose", "shape"):

@@ -1,6 +1,9 @@
 # Open world: free stand-ins for every licensed asset, written in the real formats.
 
 
+include: "world_inputs.smk"
+
+
 rule build_body_model:
     input:
         code=code("body/anny_build.py", "body/parts.py", "body/joints.py"),
@@ -133,3 +136,79 @@ rule check_prior_quality:
         "../../envs/world.yaml"
     script:
         "../scripts/check_prior_quality.py"
+
+
+# The pretraining set: the open world's stand-in for the data SPIN's checkpoint was trained on, generated
+# apart from every fine-tuning and test split (its own split names, hence its own people and cameras).
+rule make_pretrain_images:
+    input:
+        models=rules.build_body_model.output.models,
+        regressors=rules.build_body_model.output.regressors,
+        code=code(
+            "world/images.py",
+            "world/scans.py",
+            "world/garments.py",
+            "world/backgrounds.py",
+            "render/offscreen.py",
+        ),
+    output:
+        annotations="resources/datasets/pretrain/shard_{shard}/pretrain_{shard}.npz",
+        images=directory("resources/datasets/pretrain/shard_{shard}/images"),
+    log:
+        "logs/world/make_pretrain_images/{shard}.log",
+    benchmark:
+        "benchmarks/world/make_pretrain_images/{shard}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
+    conda:
+        "../../envs/world.yaml"
+    params:
+        group="pretrain",
+        settings=get_pretrain_shard_settings,
+        size=lookup(dpath="open_world/images/size", within=config),
+        focal_range=lookup(dpath="open_world/images/focal_range", within=config),
+        height_range=lookup(
+            dpath="open_world/images/person_height_range", within=config
+        ),
+        seed=lookup(dpath="seed", within=config),
+    script:
+        "../scripts/make_images.py"
+
+
+# The open world's SPIN checkpoint: full supervision on the pretraining set, written where
+# assets.pretrained_checkpoint points (config/config.yaml), so every run in train.runs fine-tunes from it.
+rule pretrain_regressor:
+    input:
+        annotations=[a for a, _ in get_pretrain_shards()],
+        images=[i for _, i in get_pretrain_shards()],
+        models=get_body_model_files(),
+        regressors=config["assets"]["joint_regressors"],
+        code=code(
+            "train/pretrain.py",
+            "train/loop.py",
+            "train/data.py",
+            "train/augment.py",
+            "train/crop.py",
+            "train/settings.py",
+            "model/hmr.py",
+            "losses/standard.py",
+            "losses/composite.py",
+        ),
+    output:
+        checkpoint="results/pretrain/model_checkpoint.pt",
+        metrics="results/pretrain/metrics.csv",
+        settings="results/pretrain/config.yaml",
+    log:
+        "logs/world/pretrain_regressor.log",
+    benchmark:
+        "benchmarks/world/pretrain_regressor.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: config["open_world"]["pretrain"]["threads"]
+    resources:
+        mem_mb=6000,
+    params:
+        settings=get_pretrain_params,
+        device=lookup(dpath="device", within=config),
+    script:
+        "../scripts/train_regressor.py"

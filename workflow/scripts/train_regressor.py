@@ -1,4 +1,5 @@
-"""Train one regressor run (rule train_regressor); resumes from results/train/{run}/checkpoints/last.pt."""
+"""Train one regressor run (rule train_regressor) or the open world's pretraining run (pretrain_regressor,
+whose final weights are also written in SPIN's checkpoint layout); resumes from <run>/checkpoints/last.pt."""
 
 from pathlib import Path
 
@@ -7,10 +8,11 @@ import yaml
 
 from pipeline.runtime import git_sha, resolve_device, setup_logging
 from pipeline.train.loop import train
+from pipeline.train.pretrain import export_spin_checkpoint
 from pipeline.train.settings import TrainPaths, TrainSettings
 
 log = setup_logging(snakemake.log[0])
-inp = snakemake.input
+inp, out = snakemake.input, snakemake.output
 settings = TrainSettings.from_dict(
     snakemake.params.settings, device=resolve_device(snakemake.params.device), threads=snakemake.threads
 )
@@ -22,8 +24,12 @@ paths = TrainPaths(
     pretrained=inp.get("pretrained_checkpoint"),
     code=tuple(str(f) for f in inp.code),
 )
-out_dir = Path(snakemake.output.final).parent.parent
-with open(snakemake.output.settings, "w") as f:
+spin_layout = "checkpoint" in out.keys()
+out_dir = Path(out.checkpoint).parent if spin_layout else Path(out.final).parent.parent
+with open(out.settings, "w") as f:
     yaml.safe_dump({**settings.to_dict(), "git_sha": git_sha()}, f, sort_keys=False)
 summary = train(settings, paths, out_dir)
 log.info("summary: %s", summary)
+if spin_layout:
+    export_spin_checkpoint(out_dir / "checkpoints" / "final.pt", out.checkpoint)
+    log.info("wrote %s (SPIN's model_checkpoint.pt layout)", out.checkpoint)

@@ -107,3 +107,35 @@ def test_noise_zero_label_png_equals_ground_truth(open_model, tmp_path: Path) ->
         exact = np.array(Image.open(label_root(root, exact=True) / png))
         np.testing.assert_array_equal(noisy, exact)
         assert Image.open(label_root(root) / png).mode == "P"
+
+
+def test_camera_azimuth_follows_the_direction_the_person_faces() -> None:
+    """open_world.images.azimuth_std_deg: the camera's azimuth about the vertical, measured from the direction
+    the body faces, is N(0, σ) — a narrow σ puts every camera in front of the person whatever their heading —
+    and None spreads it uniformly over the circle (half the views from behind)."""
+    from types import SimpleNamespace
+
+    from scipy.spatial.transform import Rotation
+
+    from pipeline.world.images import _place_camera
+
+    def facing_angles(std: float | None, n: int = 400) -> np.ndarray:
+        rng = np.random.default_rng(0)
+        out = []
+        for _ in range(n):
+            heading = rng.uniform(-np.pi, np.pi)
+            person = SimpleNamespace(global_orient=np.array([0.0, heading, 0.0]),
+                                     body_vertices=rng.normal(size=(50, 3)) * [0.2, 0.5, 0.1] + [0, 0.9, 0])
+            cam = _place_camera(person, rng, 256, (1.0, 1.8), (0.55, 0.85), std)  # type: ignore[arg-type]
+            forward = Rotation.from_rotvec(person.global_orient).apply([0.0, 0.0, 1.0])
+            to_camera = cam.centre - person.body_vertices.mean(0)
+            a = np.arctan2(to_camera[0], to_camera[2]) - np.arctan2(forward[0], forward[2])
+            out.append(np.degrees(np.angle(np.exp(1j * a))))
+        return np.asarray(out)
+
+    narrow = facing_angles(1.0)
+    assert np.abs(narrow).max() < 12.0  # target jitter and elevation only
+    spread = facing_angles(45.0)
+    assert 35.0 < np.std(spread) < 55.0 and (np.abs(spread) > 90).mean() < 0.1
+    uniform = facing_angles(None)
+    assert 0.4 < (np.abs(uniform) > 90).mean() < 0.6

@@ -251,8 +251,9 @@ class HMR(nn.Module):
         pose = self.init_pose.expand(batch, -1) if init_pose is None else init_pose
         betas = self.init_shape.expand(batch, -1) if init_shape is None else init_shape
         cam = self.init_cam.expand(batch, -1) if init_cam is None else init_cam
-        xf = self.features(images)
-        for _ in range(self.n_iter if n_iter is None else n_iter):
+        steps = self.n_iter if n_iter is None else n_iter
+        xf = self.features(images) if steps > 0 else None  # n_iter = 0: the initial estimate, no backbone pass
+        for _ in range(steps):
             xc = self.drop2(self.fc2(self.drop1(self.fc1(torch.cat([xf, pose, betas, cam], dim=1)))))
             pose = self.decpose(xc) + pose
             betas = self.decshape(xc) + betas

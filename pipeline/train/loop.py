@@ -378,7 +378,7 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
                  settings.dsr_start_iter, "mean parameters", loaded)
 
     term_names = ["keypoint_2d", "keypoint_3d", "smpl_pose", "smpl_betas", "camera", *settings.dsr_terms]
-    columns = ["step", "phase", "total", "lr", *term_names, *[f"n_valid_{t}" for t in settings.dsr_terms],
+    columns = ["step", "phase", "total", "lr", "grad_norm", *term_names, *[f"n_valid_{t}" for t in settings.dsr_terms],
                *[f"n_skipped_{t}" for t in settings.dsr_terms], "samples_per_s", "val_mpjpe_mm", "val_pa_mpjpe_mm"]
     # The log lives beside last.pt (Snakemake deletes a rerun job's outputs; the log must survive with the
     # checkpoint) and is copied to metrics.csv at the end.
@@ -441,6 +441,8 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
                                      f"{ {k: float(v) for k, v in values.items()} }")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        clip = settings.grad_clip_norm if settings.grad_clip_norm > 0 else math.inf
+        values["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).detach()
         for group in optimizer.param_groups:
             group["lr"] = settings.lr_at(step)
         optimizer.step()

@@ -70,6 +70,7 @@ class TrainSettings:
         steps: optimiser steps; batch_size; lr, weight_decay: Adam (SPIN: 5e-5, 0; DSR: 3e-5).
         warmup_steps: linear learning-rate warm-up from 0; lr_final_factor: cosine decay from ``lr`` to
             ``lr · lr_final_factor`` over the remaining steps (1 = constant, SPIN); see :meth:`lr_at`.
+        grad_clip_norm: clip the global gradient norm to this (0 = off, SPIN); the norm is logged either way.
         backbone: ``resnet50`` (paper) or ``resnet18``; n_iter: regressor iterations; num_betas.
         image_size: crop side fed to the network (224 in the paper); render_size: DSR render/mask side.
         dsr_start_iter: first step with DSR terms (paper: 10K); loss_weights: :class:`LossWeights` overrides.
@@ -92,6 +93,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     lr_final_factor: float = 1.0
+    grad_clip_norm: float = 0.0
     backbone: str = "resnet50"
     n_iter: int = 3
     num_betas: int = 10
@@ -207,6 +209,7 @@ def settings_from_config(train_cfg: Mapping[str, Any], train_datasets: Mapping[s
         batch_size=int(train_cfg["batch_size"]), datasets=tuple(datasets), ratios=tuple(mix.values()),
         lr=float(train_cfg["lr"]), weight_decay=float(train_cfg["weight_decay"]),
         warmup_steps=int(train_cfg["warmup_steps"]), lr_final_factor=float(train_cfg["lr_final_factor"]),
+        grad_clip_norm=float(train_cfg["grad_clip_norm"]),
         backbone=train_cfg["backbone"],
         n_iter=int(train_cfg["n_iter"]), image_size=int(train_cfg["image_size"]),
         render_size=int(train_cfg["render_size"]), dsr_start_iter=int(train_cfg["dsr_start_iter"]),

@@ -89,7 +89,10 @@ def _box_mesh(centre: np.ndarray, size: np.ndarray, yaw: float) -> tuple[np.ndar
 
 
 def _place_camera(person: Person, rng: np.random.Generator, size: int, focal_range: tuple[float, float],
-                  height_range: tuple[float, float]) -> Camera:
+                  height_range: tuple[float, float], azimuth_std_deg: float | None = None) -> Camera:
+    """A camera looking at the person. Its azimuth about the vertical is measured from the direction the
+    body faces: ``N(0, azimuth_std_deg)`` (photos show people mostly from the front) or, with ``None``,
+    uniform over the circle (front and back equally likely)."""
     v = person.body_vertices
     lo, hi = v.min(0), v.max(0)
     centre = (lo + hi) / 2
@@ -97,7 +100,11 @@ def _place_camera(person: Person, rng: np.random.Generator, size: int, focal_ran
     focal = rng.uniform(*focal_range) * size
     frac = rng.uniform(*height_range)
     distance = focal * height / (frac * size) + 0.3
-    azim = rng.uniform(-np.pi, np.pi)
+    if azimuth_std_deg is None:
+        azim = rng.uniform(-np.pi, np.pi)
+    else:
+        forward = Rotation.from_rotvec(person.global_orient).apply([0.0, 0.0, 1.0])
+        azim = np.arctan2(forward[0], forward[2]) + np.deg2rad(azimuth_std_deg) * rng.normal()
     elev = np.deg2rad(rng.uniform(-8, 25))
     target = centre + rng.uniform(-0.08, 0.08, 3) * height
     eye = target + distance * np.array([np.cos(elev) * np.sin(azim), np.sin(elev), np.cos(elev) * np.cos(azim)])
@@ -124,10 +131,11 @@ class RenderedSample:
 
 
 def render_sample(models: dict[str, BodyModel], renderer: SceneRenderer, spec: SplitSpec, rng: np.random.Generator,
-                  size: int, focal_range: tuple[float, float], height_range: tuple[float, float]) -> RenderedSample:
-    """Generate and render one image of the split."""
+                  size: int, focal_range: tuple[float, float], height_range: tuple[float, float],
+                  azimuth_std_deg: float | None = None) -> RenderedSample:
+    """Generate and render one image of the split (``azimuth_std_deg``: see :func:`_place_camera`)."""
     person = make_person(models, rng)
-    camera = _place_camera(person, rng, size, focal_range, height_range)
+    camera = _place_camera(person, rng, size, focal_range, height_range, azimuth_std_deg)
     meshes = [_person_mesh(person)]
     right = camera.R[0]
     height = np.ptp(person.body_vertices[:, 1])
@@ -223,9 +231,12 @@ def make_image_split(
     person_height_range: tuple[float, float],
     noise: ParserNoise | None,
     seed: int,
+    azimuth_std_deg: float | None = None,
     progress: bool = True,
 ) -> dict[str, object]:
-    """Generate one split: JPEG images, palette label maps and the annotation file in the real format."""
+    """Generate one split: JPEG images, palette label maps and the annotation file in the real format.
+
+    ``azimuth_std_deg``: spread of the camera around the direction the person faces (None: uniform)."""
     image_root = Path(image_root)
     folders = {k: d / spec.image_folder for k, d in (("img", image_root), ("lab", label_root(image_root)),
                                                       ("gt", label_root(image_root, exact=True)))}
@@ -243,7 +254,8 @@ def make_image_split(
     with SceneRenderer(size, size) as renderer:
         for i in tqdm(range(n), desc=f"make_images {spec.name}", unit="img", disable=not progress):
             rng = np.random.default_rng(stage_seed(seed, "image", spec.name, str(i)))
-            sample = render_sample(models, renderer, spec, rng, size, focal_range, person_height_range)
+            sample = render_sample(models, renderer, spec, rng, size, focal_range, person_height_range,
+                                   azimuth_std_deg)
             ann = annotate(sample, rng)
             stem = f"{spec.name}_{i:05d}"
             Image.fromarray(sample.rgb).save(folders["img"] / f"{stem}.jpg", quality=JPEG_QUALITY)

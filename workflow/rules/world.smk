@@ -93,6 +93,9 @@ for group, split in get_open_splits():
             height_range=lookup(
                 dpath="open_world/images/person_height_range", within=config
             ),
+            azimuth_std_deg=lookup(
+                dpath="open_world/images/azimuth_std_deg", within=config
+            ),
             noise=lookup(dpath="open_world/parser_noise", within=config),
             seed=lookup(dpath="seed", within=config),
         script:
@@ -169,6 +172,9 @@ rule make_pretrain_images:
         focal_range=lookup(dpath="open_world/images/focal_range", within=config),
         height_range=lookup(
             dpath="open_world/images/person_height_range", within=config
+        ),
+        azimuth_std_deg=lookup(
+            dpath="open_world/images/azimuth_std_deg", within=config
         ),
         seed=lookup(dpath="seed", within=config),
     script:

@@ -23,5 +23,6 @@ summary = make_image_split(
     person_height_range=tuple(p.height_range),
     noise=noise,
     seed=p.seed,
+    azimuth_std_deg=p.azimuth_std_deg,
 )
 log.info("split %s: %s", spec.name, summary)

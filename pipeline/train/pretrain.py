@@ -32,10 +32,10 @@ def pretrain_settings(pretrain_cfg: Mapping[str, Any], train_cfg: Mapping[str, A
     """:class:`TrainSettings` of the pretraining run.
 
     Args:
-        pretrain_cfg: the pretraining section (``steps``, ``batch_size``, ``lr``, ``warmup_steps``,
+        pretrain_cfg: the pretraining section (``augmentation``, ``steps``, ``batch_size``, ``lr``, ``warmup_steps``,
             ``lr_final_factor``, ``grad_clip_norm``, ``loss_weights``, ``validation``, ``checkpoint_every``).
-        train_cfg: ``config["train"]``: the architecture (``backbone``, ``n_iter``, ``image_size``) and the
-            augmentation, which the fine-tuning runs share with the checkpoint.
+        train_cfg: ``config["train"]``: the architecture (``backbone``, ``n_iter``, ``image_size``), which the
+            fine-tuning runs share with the checkpoint.
         shards: ``(annotations, images)`` of each pretraining shard (SPIN npz); each is one source of the mix,
             sampled in proportion to its size.
         master_seed: ``config["seed"]``.
@@ -52,7 +52,7 @@ def pretrain_settings(pretrain_cfg: Mapping[str, Any], train_cfg: Mapping[str, A
         warmup_steps=int(pretrain_cfg["warmup_steps"]), lr_final_factor=float(pretrain_cfg["lr_final_factor"]),
         grad_clip_norm=float(pretrain_cfg["grad_clip_norm"]),
         backbone=train_cfg["backbone"], n_iter=int(train_cfg["n_iter"]), image_size=int(train_cfg["image_size"]),
-        loss_weights=dict(pretrain_cfg["loss_weights"]), augment=AugmentSettings(**train_cfg["augmentation"]),
+        loss_weights=dict(pretrain_cfg["loss_weights"]), augment=AugmentSettings(**pretrain_cfg["augmentation"]),
         val_dataset=datasets[0].name, val_fraction=float(val["fraction"]),
         checkpoint_every=int(pretrain_cfg["checkpoint_every"]), val_every=int(val["every"]),
         log_every=int(train_cfg["log_every"]), num_workers=int(train_cfg["num_workers"]), threads=threads,

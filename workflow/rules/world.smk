@@ -163,6 +163,8 @@ rule make_pretrain_images:
         "benchmarks/world/make_pretrain_images/{shard}.tsv"
     wildcard_constraints:
         shard=r"\d+",
+    # the pretraining chain is the demo's critical path: start it before the prior and mask stages
+    priority: 10
     conda:
         "../../envs/world.yaml"
     params:
@@ -173,9 +175,7 @@ rule make_pretrain_images:
         height_range=lookup(
             dpath="open_world/images/person_height_range", within=config
         ),
-        azimuth_std_deg=lookup(
-            dpath="open_world/images/azimuth_std_deg", within=config
-        ),
+        azimuth_std_deg=lookup(dpath="open_world/images/azimuth_std_deg", within=config),
         seed=lookup(dpath="seed", within=config),
     script:
         "../scripts/make_images.py"
@@ -208,6 +208,7 @@ rule pretrain_regressor:
         "logs/world/pretrain_regressor.log",
     benchmark:
         "benchmarks/world/pretrain_regressor.tsv"
+    priority: 10
     conda:
         "../../envs/train.yaml"
     threads: config["open_world"]["pretrain"]["threads"]

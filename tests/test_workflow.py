@@ -23,6 +23,9 @@ def test_dry_run_builds_dag() -> None:
     assert "build_body_model" in res.stdout + res.stderr
     assert "check_body_model" in res.stdout + res.stderr
     assert "make_scans" in res.stdout + res.stderr
+    # the open world makes its own pretrained start (issue #15): the default DAG pretrains before fine-tuning
+    assert "make_pretrain_images" in res.stdout + res.stderr
+    assert "pretrain_regressor" in res.stdout + res.stderr
 
 
 def test_lint_clean() -> None:

@@ -435,7 +435,8 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
             extra, dsr_counts = dsr_terms(settings, prior, posed.vertices, faces, cam_t, batch)  # type: ignore[arg-type]
             terms.update(extra)
         loss, values = total_loss(terms, weights, step, settings.dsr_start_iter)
-        values["lr"] = torch.tensor(settings.lr_at(step))
+        lr = settings.lr_at(step)
+        values["lr"] = torch.tensor(lr)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"run {settings.run}: non-finite loss at step {step}: "
                                      f"{ {k: float(v) for k, v in values.items()} }")
@@ -444,7 +445,7 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
         clip = settings.grad_clip_norm if settings.grad_clip_norm > 0 else math.inf
         values["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).detach()
         for group in optimizer.param_groups:
-            group["lr"] = settings.lr_at(step)
+            group["lr"] = lr
         optimizer.step()
         step += 1
         bar.update(1)

@@ -16,8 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from pipeline.runtime import stage_seed
 from pipeline.train.checkpoint import read_checkpoint, save_checkpoint
 from pipeline.train.settings import AugmentSettings, SourceSpec, TrainSettings
@@ -81,7 +79,3 @@ def export_spin_checkpoint(final: str | Path, out: str | Path) -> Path:
     }
     return save_checkpoint(out, spin)
 
-
-def checkpoint_step(path: str | Path) -> int:
-    """Optimiser steps recorded in a SPIN-layout checkpoint (``total_step_count``)."""
-    return int(torch.load(path, map_location="cpu", weights_only=True).get("total_step_count", -1))

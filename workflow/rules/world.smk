@@ -201,8 +201,8 @@ rule pretrain_regressor:
             "losses/composite.py",
         ),
     output:
-        checkpoint="results/pretrain/model_checkpoint.pt",
-        metrics="results/pretrain/metrics.csv",
+        checkpoint=PRETRAIN_CHECKPOINT,
+        metrics=PRETRAIN_METRICS,
         settings="results/pretrain/config.yaml",
     log:
         "logs/world/pretrain_regressor.log",

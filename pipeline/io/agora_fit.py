@@ -30,6 +30,8 @@ from typing import Any, Literal
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from pipeline.io.damaged import describe_unreadable
+
 log = logging.getLogger(__name__)
 
 NUM_BETAS: int = 10
@@ -49,6 +51,8 @@ KEY_ALIASES: dict[str, tuple[str, ...]] = {
 GENDERS: tuple[str, ...] = ("male", "female", "neutral")
 GENDER_ALIASES: dict[str, str] = {"m": "male", "f": "female", "n": "neutral"}
 KidBetas = Literal["error", "truncate"]
+#: What to do about a damaged fit (the open world's are written by make_scans).
+REGENERATE_HINT: str = "re-download it from AGORA, or, for the open world, delete it and re-run make_scans"
 
 
 class AgoraFitError(ValueError):
@@ -147,17 +151,22 @@ def read_agora_fit(path: str | Path, *, kid_betas: KidBetas = "error") -> AgoraF
         kid_betas: what to do with an 11-beta kid's fit: ``"error"`` (default) or ``"truncate"`` (warn, keep 10).
 
     Raises:
-        AgoraFitError: naming the file and the key (unreadable, missing key, SMPL-X fit, wrong size).
+        AgoraFitError: naming the file and the key (missing, empty, truncated or corrupt file, a pickle
+            protocol this Python cannot read, missing key, SMPL-X fit, wrong size).
     """
     if kid_betas not in ("error", "truncate"):
         raise ValueError(f"unknown kid_betas {kid_betas!r}; allowed: 'error', 'truncate'")
     path = Path(path)
+    if not path.is_file():
+        raise AgoraFitError(f"{path}: SMPL fit not found; check assets.scans in the config (each scan's "
+                            "{scan}.pkl sits beside its {scan}.obj)")
     try:
         with open(path, "rb") as fh:
             data = _CpuUnpickler(fh, encoding="latin1").load()
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, RuntimeError) as exc:
-        raise AgoraFitError(f"{path}: cannot read the SMPL fit ({type(exc).__name__}: {exc}); expected an AGORA "
-                            "smpl_gt .pkl (a pickled dict of arrays or torch tensors)") from exc
+    except Exception as exc:  # damaged bytes make the unpickler raise almost anything; re-raised below
+        what = describe_unreadable(path, exc, "an AGORA smpl_gt pickle (a dict of arrays or torch tensors)",
+                                   pickled=True)
+        raise AgoraFitError(f"{path}: cannot read the SMPL fit: {what}; {REGENERATE_HINT}") from exc
     if not isinstance(data, dict):
         raise AgoraFitError(f"{path}: holds a {type(data).__name__}, expected a dict with keys "
                             f"{list(KEY_ALIASES)} and 'gender'")

@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from pipeline.io.damaged import describe_unreadable
 from pipeline.io.spin_npz import (
     NUM_OPENPOSE,
+    REGENERATE_HINT,
     DatasetFormatError,
     PersonDataset,
     empty_arrays,
@@ -99,16 +101,20 @@ def read_eft_json(path: str | Path, image_folder: str = COCO_IMAGE_FOLDER) -> Pe
         ``has_smpl`` all True; ``S`` and ``gender`` absent (``present`` False).
 
     Raises:
-        DatasetFormatError: naming the file, the sample index and the key (missing, wrong shape, or a
-            parm_pose entry that is not a rotation).
+        DatasetFormatError: naming the file, the sample index and the key (file missing, empty, truncated or
+            not JSON; key missing, wrong shape, or a parm_pose entry that is not a rotation).
     """
     path = Path(path)
+    if not path.is_file():
+        raise DatasetFormatError(f"{path}: annotation file not found; check the dataset path in the config")
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetFormatError(f"{path}: not a readable EFT JSON ({exc})") from exc
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        what = describe_unreadable(path, exc, "a JSON document")
+        raise DatasetFormatError(f"{path}: not a readable EFT JSON: {what}; {REGENERATE_HINT}") from exc
     if not isinstance(doc, dict) or "data" not in doc or not isinstance(doc["data"], list):
-        raise DatasetFormatError(f"{path}: missing top-level list 'data'; EFT files hold {{ver, data, meta}}")
+        raise DatasetFormatError(f"{path}: missing top-level list 'data'; EFT files hold {{ver, data, meta}}: "
+                                 f"{REGENERATE_HINT}")
     samples = doc["data"]
     n = len(samples)
     arrays = empty_arrays(n)

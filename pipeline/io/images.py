@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pipeline.io.damaged import describe_unreadable
 from pipeline.parsing.labels import BACKGROUND, NUM_LABELS, PALETTE
 
 #: Entries of a PNG palette.
@@ -100,8 +101,12 @@ def read_label_png(path: str | Path) -> np.ndarray:
             else:
                 raise LabelImageError(f"{path}: label PNG has mode {mode!r}; expected one of "
                                       f"{list(INDEX_MODES + COLOUR_MODES)}")
-    except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
-        raise LabelImageError(f"{path}: cannot read the label map ({exc}); re-run the parsing stage") from exc
+    except FileNotFoundError as exc:
+        raise LabelImageError(f"{path}: cannot read the label map (not found); re-run the parsing stage") from exc
+    except (UnidentifiedImageError, OSError) as exc:
+        what = describe_unreadable(path, exc, "a PNG image")
+        raise LabelImageError(f"{path}: cannot read the label map: {what}; delete it and re-run the parsing "
+                              "stage") from exc
     if mode in INDEX_MODES and labels.size and labels.max() >= NUM_LABELS:
         raise LabelImageError(f"{path}: label id {int(labels.max())} outside the CIHP vocabulary [0, {NUM_LABELS}); "
                               "is this a label map written by another parser?")
@@ -112,14 +117,19 @@ def read_image_rgb(path: str | Path) -> np.ndarray:
     """Read an image as (H, W, 3) uint8 RGB (EXIF orientation is *not* applied, as in SPIN's cv2 loader).
 
     Raises:
-        LabelImageError: missing or unreadable file.
+        LabelImageError: missing, empty, truncated or corrupt file (the message says which, and what to do).
     """
     path = Path(path)
     try:
         with Image.open(path) as img:
             return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
-    except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
-        raise LabelImageError(f"{path}: cannot read the image ({exc}); check the dataset's image root") from exc
+    except FileNotFoundError as exc:
+        raise LabelImageError(f"{path}: cannot read the image (not found); check the dataset's image root in "
+                              "the config") from exc
+    except (UnidentifiedImageError, OSError) as exc:  # decoders report truncation and bad data as OSError
+        what = describe_unreadable(path, exc, "an image")
+        raise LabelImageError(f"{path}: cannot read the image: {what}; re-download or re-extract the dataset's "
+                              "images (open world: delete the folder and re-run the make_images_* rule)") from exc
 
 
 def label_png_name(imgname: str) -> str:

@@ -66,6 +66,7 @@ from typing import Any, Self
 import h5py
 import numpy as np
 
+from pipeline.io.damaged import describe_unreadable
 from pipeline.parsing.labels import MC_LABELS
 
 SCHEMA_VERSION: int = 1
@@ -95,6 +96,12 @@ PARSE_STATUS: dict[int, str] = {PARSE_OK: "ok", PARSE_IMAGE_MISSING: "image miss
 #: ``invalid_reason`` bit flags of the mask store.
 INVALID_NO_KEYPOINTS: int = 1
 INVALID_NO_PARSE: int = 2
+
+#: The rule that writes each kind of store (named in the fix of a damaged or stale file).
+WRITER_RULE: dict[str, str] = {PARSE_SHARD_KIND: "parse_images", MASK_STORE_KIND: "clean_masks"}
+#: What h5py raises on a damaged file: at open (OSError), opening an object (KeyError), checking a link
+#: (RuntimeError), reading a chunk that does not inflate (OSError) or a bad string/attribute (ValueError).
+_DAMAGED_H5_ERRORS: tuple[type[BaseException], ...] = (OSError, KeyError, RuntimeError, ValueError)
 
 _STR = h5py.string_dtype("utf-8")
 _PARSE_DATASETS: tuple[str, ...] = ("imgname", "shape", "offset", "status", "labels")
@@ -154,17 +161,32 @@ class _AtomicH5:
         self.done = True
 
 
+def _damaged(path: Path, kind: str, exc: BaseException, where: str = "") -> StoreFormatError:
+    """The error for a store h5py cannot open or read (``where``: e.g. ``"sample 3: "``)."""
+    what = describe_unreadable(path, exc, "an HDF5 file")
+    return StoreFormatError(f"{path}: {where}{what}; delete it and re-run {WRITER_RULE[kind]}")
+
+
+def _open_h5(path: Path, kind: str) -> h5py.File:
+    """``h5py.File(path, "r")``, or a :class:`StoreFormatError` naming the file and the rule that rewrites it."""
+    try:
+        return h5py.File(path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
+    except OSError as exc:  # empty, truncated ("truncated file: eof = ..."), not HDF5 ("file signature not found")
+        raise _damaged(path, kind, exc) from exc
+
+
 def _open(path: str | Path, kind: str, required: Sequence[str]) -> h5py.File:
     path = Path(path)
     if not path.is_file():
-        raise StoreFormatError(f"{path}: not found; run the stage that writes it ({kind})")
+        raise StoreFormatError(f"{path}: not found; run the stage that writes it ({WRITER_RULE[kind]})")
+    h5 = _open_h5(path, kind)
     try:
-        h5 = h5py.File(path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
-    except OSError as exc:
-        raise StoreFormatError(f"{path}: not a readable HDF5 file ({exc}); delete it and re-run the stage") from exc
-    got_kind = _decode_attr(h5.attrs.get("kind"))
-    version = _decode_attr(h5.attrs.get("schema_version"))
-    missing = [k for k in required if k not in h5]
+        got_kind = _decode_attr(h5.attrs.get("kind"))
+        version = _decode_attr(h5.attrs.get("schema_version"))
+        missing = [k for k in required if k not in h5]
+    except _DAMAGED_H5_ERRORS as exc:  # damaged object headers or symbol tables
+        h5.close()
+        raise _damaged(path, kind, exc) from exc
     problem = None
     if got_kind != kind:
         problem = f"attribute 'kind' is {got_kind!r}, expected {kind!r}"
@@ -174,7 +196,8 @@ def _open(path: str | Path, kind: str, required: Sequence[str]) -> h5py.File:
         problem = f"missing dataset(s) {missing}"
     if problem:
         h5.close()
-        raise StoreFormatError(f"{path}: {problem}; delete it and re-run the stage that writes it")
+        raise StoreFormatError(f"{path}: {problem}; delete it and re-run the stage that writes it "
+                               f"({WRITER_RULE[kind]})")
     return h5
 
 
@@ -315,11 +338,16 @@ class ParseShard:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._h5 = _open(self.path, PARSE_SHARD_KIND, _PARSE_DATASETS)
-        self.imgnames: list[str] = [n.decode() if isinstance(n, bytes) else str(n) for n in self._h5["imgname"][()]]
-        self.shapes: np.ndarray = self._h5["shape"][()]
-        self.offsets: np.ndarray = self._h5["offset"][()]
-        self.status: np.ndarray = self._h5["status"][()]
-        self.attrs: dict[str, Any] = {k: _decode_attr(v) for k, v in self._h5.attrs.items()}
+        try:
+            self.imgnames: list[str] = [n.decode() if isinstance(n, bytes) else str(n)
+                                        for n in self._h5["imgname"][()]]
+            self.shapes: np.ndarray = self._h5["shape"][()]
+            self.offsets: np.ndarray = self._h5["offset"][()]
+            self.status: np.ndarray = self._h5["status"][()]
+            self.attrs: dict[str, Any] = {k: _decode_attr(v) for k, v in self._h5.attrs.items()}
+        except _DAMAGED_H5_ERRORS as exc:
+            self._h5.close()
+            raise _damaged(self.path, PARSE_SHARD_KIND, exc) from exc
         self.index: dict[str, int] = {n: i for i, n in enumerate(self.imgnames)}
 
     def __len__(self) -> int:
@@ -334,7 +362,15 @@ class ParseShard:
             return None
         h, w = (int(v) for v in self.shapes[i])
         start = int(self.offsets[i])
-        return self._h5["labels"][start:start + h * w].reshape(h, w)
+        try:
+            flat = self._h5["labels"][start:start + h * w]
+        except _DAMAGED_H5_ERRORS as exc:  # a chunk that does not inflate
+            raise _damaged(self.path, PARSE_SHARD_KIND, exc, f"image {self.imgnames[i]!r}: ") from exc
+        if flat.size != h * w:
+            raise StoreFormatError(f"{self.path}: image {self.imgnames[i]!r} needs {h * w} label bytes at offset "
+                                   f"{start} but 'labels' ends at {self._h5['labels'].shape[0]}; delete it and "
+                                   f"re-run {WRITER_RULE[PARSE_SHARD_KIND]}")
+        return flat.reshape(h, w)
 
     def __getitem__(self, imgname: str) -> np.ndarray | None:
         if imgname not in self.index:
@@ -551,6 +587,8 @@ class MaskStore:
             self.meta: dict[str, np.ndarray] = {k: h5[k][()] for k in _MASK_DATASETS if k not in ("mask_c", "mask_mc")}
             self.meta["imgname"] = np.array([n.decode() if isinstance(n, bytes) else str(n)
                                              for n in self.meta["imgname"]], dtype=str)
+        except _DAMAGED_H5_ERRORS as exc:
+            raise _damaged(self.path, MASK_STORE_KIND, exc) from exc
         finally:
             h5.close()
         self.resolution: int = int(self.attrs["resolution"])
@@ -571,13 +609,16 @@ class MaskStore:
 
     def _file(self) -> h5py.File:
         if self._h5 is None:
-            self._h5 = h5py.File(self.path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
+            self._h5 = _open_h5(self.path, MASK_STORE_KIND)
         return self._h5
 
     def masks(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """``(mask_c, mask_mc)`` of sample i, each (R, R) uint8."""
         h5 = self._file()
-        return h5["mask_c"][i], h5["mask_mc"][i]
+        try:
+            return h5["mask_c"][i], h5["mask_mc"][i]
+        except _DAMAGED_H5_ERRORS as exc:  # a chunk that does not inflate
+            raise _damaged(self.path, MASK_STORE_KIND, exc, f"sample {i}: ") from exc
 
     def __getitem__(self, i: int) -> MaskRecord:
         if not -len(self) <= i < len(self):

@@ -29,11 +29,15 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from pipeline.io.damaged import describe_unreadable
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +61,20 @@ GENDER_CODES: tuple[str, ...] = ("m", "f", "")
 SPIN_BOX_PX: float = 200.0
 NUM_OPENPOSE: int = 25
 NUM_PART: int = 24
+#: What to do about a damaged or incomplete annotation file (the open world's are written by make_images_*).
+REGENERATE_HINT: str = ("re-download it (SPIN/EFT/3DPW data), or, for the open world, delete it and re-run the "
+                        "make_images_* rule that writes it")
+#: What ``np.load`` and reading an npz member raise on a damaged archive.
+_DAMAGED_NPZ_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, EOFError, zipfile.BadZipFile,
+                                                        zlib.error)
 
 
 class DatasetFormatError(ValueError):
     """An annotation file lacks a key or has a wrongly shaped array; the message names file and key."""
+
+
+class _ObjectArrayError(DatasetFormatError):
+    """A key stored as a pickled object array (fatal for the modelled keys; other keys are dropped)."""
 
 
 @dataclass
@@ -162,30 +176,44 @@ def _strings(value: np.ndarray, key: str, path: Path) -> np.ndarray:
 def _load(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
     try:
         return npz[key]
-    except ValueError as exc:  # object array with allow_pickle=False
-        raise DatasetFormatError(f"{path}: key {key!r} is stored as a pickled object array ({exc}); SPIN files "
-                                 "hold plain arrays: re-save it with np.savez(..., key=np.array(values))") from exc
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise _damaged(path, exc, key) from exc
+        raise _ObjectArrayError(f"{path}: key {key!r} is stored as a pickled object array ({exc}); SPIN files "
+                                "hold plain arrays: re-save it with np.savez(..., key=np.array(values))") from exc
+    except _DAMAGED_NPZ_ERRORS as exc:  # a member whose bytes fail the CRC, do not inflate, or end early
+        raise _damaged(path, exc, key) from exc
+
+
+def _damaged(path: Path, exc: BaseException, key: str | None = None) -> DatasetFormatError:
+    """The error for an annotation file that ``np.load`` (or reading member ``key``) could not parse."""
+    where = "" if key is None else f"key {key!r}: "
+    return DatasetFormatError(f"{path}: {where}{describe_unreadable(path, exc, 'an npz archive')}; "
+                              f"{REGENERATE_HINT}")
 
 
 def read_spin_npz(path: str | Path) -> PersonDataset:
     """Read a SPIN-style npz; optional keys may be absent (``present`` records which were there).
 
     Raises:
-        DatasetFormatError: file missing or unreadable, a required key missing, or a key with the wrong
-            shape/dtype; the message names the file and the key.
+        DatasetFormatError: file missing, empty, truncated or corrupt, a required key missing, or a key with
+            the wrong shape/dtype; the message names the file (and the key) and what to do.
     """
     path = Path(path)
     if not path.is_file():
         raise DatasetFormatError(f"{path}: annotation file not found; check the dataset path in the config")
     try:
         npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DatasetFormatError(f"{path}: not a readable npz ({exc})") from exc
+    except _DAMAGED_NPZ_ERRORS as exc:  # empty (EOFError), truncated (BadZipFile), not an archive (ValueError)
+        raise _damaged(path, exc) from exc
+    if not isinstance(npz, np.lib.npyio.NpzFile):  # a single .npy array saved under an .npz name
+        raise DatasetFormatError(f"{path}: holds one {type(npz).__name__}, not an npz archive of named arrays; "
+                                 f"{REGENERATE_HINT}")
     with npz:
         missing = [k for k in REQUIRED if k not in npz.files]
         if missing:
             raise DatasetFormatError(f"{path}: missing key(s) {missing} (found {sorted(npz.files)}); SPIN-style "
-                                     f"files need {list(REQUIRED)}")
+                                     f"files need {list(REQUIRED)}: {REGENERATE_HINT}")
         imgname = _strings(_load(npz, "imgname", path), "imgname", path).reshape(-1)
         n = len(imgname)
         arrays = empty_arrays(n)
@@ -223,7 +251,7 @@ def read_spin_npz(path: str | Path) -> PersonDataset:
                 continue
             try:
                 value = np.asarray(_load(npz, key, path))
-            except DatasetFormatError as exc:
+            except _ObjectArrayError as exc:  # a damaged member still raises
                 log.warning("%s; key %r is not kept", exc, key)
                 continue
             if value.ndim > 0 and len(value) == n:

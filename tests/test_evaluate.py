@@ -174,15 +174,16 @@ def test_metrics_reject_mismatched_inputs() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BodyModel]:
-    """Tiny neutral/male/female models (different geometry each) with H36M and SPIN-part regressors."""
+    """Tiny neutral/male/female models (different geometry each) with H36M and SPIN joint regressors."""
     folder = tmp_path_factory.mktemp("tiny_body")
     for gender, seed in GENDER_SEEDS.items():
         np.savez(folder / GENDER_FILES[gender], **make_tiny_smpl(NUM_VERTS, seed=seed))
     rng = np.random.default_rng(7)
     h36m = rng.random((17, NUM_VERTS)) ** 4
-    spin = rng.random((24, NUM_VERTS)) ** 4
+    extra = rng.random((9, NUM_VERTS)) ** 4
+    picks = np.eye(NUM_VERTS)[rng.choice(NUM_VERTS, 11, replace=False)]
     np.savez(folder / "joint_regressors.npz", h36m=h36m / h36m.sum(1, keepdims=True),
-             spin_part=spin / spin.sum(1, keepdims=True))
+             extra=extra / extra.sum(1, keepdims=True), vertex_joints=picks)
     return {g: BodyModel(folder, gender=g, joint_regressors=folder / "joint_regressors.npz") for g in GENDER_SEEDS}
 
 

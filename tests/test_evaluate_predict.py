@@ -32,7 +32,7 @@ from pipeline.evaluate.qualitative import (
     HEADER_PX,
     PANEL_PAD_PX,
     SAMPLE_GAP_PX,
-    fit_weak_perspective,
+    ground_truth_meshes,
     image_camera,
     panel_box,
     qualitative_figure,
@@ -104,22 +104,25 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("split", list(PROTOCOLS))
 def test_ground_truth_parameters_score_zero_on_every_protocol(split: str, splits, models) -> None:
-    """GT pose/betas posed with each sample's gendered model: 0 error on 3DPW (PVE included), H36M p1/p2 and
-    MPI-INF-3DHP, whose GT is the generator's S — the regressors, pelvis and joint selections agree."""
+    """GT pose/betas posed with each sample's gendered model: 0 error on 3DPW (PVE included). On H36M p1/p2 and
+    MPI-INF-3DHP the GT is the generator's S, SPIN's joints composed as SPIN does (limb joints are the SMPL
+    layer's kinematic joints), while predictions go through the H36M vertex regressor: the two agree to the
+    regressor's fit (2.5-3 mm measured, like real S from mocap against J_regressor_h36m), pelvis and joint
+    selections included."""
     data = read_spin_npz(splits["full"][0])
     assert data.present["S"] and data.present["pose"] and set(data.gender) <= {"m", "f"}
     pred = body_predictions(models, data.pose, data.shape, data.gender, data.imgname)
     res = evaluate_predictions(pred, data, split, models)
     assert res.dataset == PROTOCOLS[split] and res.n == COUNT
-    assert res.mpjpe_mm < 1e-3 and res.pa_mpjpe_mm < 1e-3
     if split == "3dpw":
-        assert res.pve_mm < 1e-3
+        assert res.mpjpe_mm < 1e-3 and res.pa_mpjpe_mm < 1e-3 and res.pve_mm < 1e-3
     else:
+        assert res.mpjpe_mm < 4.0 and res.pa_mpjpe_mm < 4.0, (res.mpjpe_mm, res.pa_mpjpe_mm)
         assert math.isnan(res.pve_mm)
     # the check can fail: the neutral body for the same parameters is off on every protocol
     neutral = body_predictions(models, data.pose, data.shape, None, data.imgname)
     off = evaluate_predictions(neutral, data, split, models)
-    assert off.mpjpe_mm > 1.0 and off.pa_mpjpe_mm > 0.1
+    assert off.mpjpe_mm > res.mpjpe_mm + 1.0 and off.pa_mpjpe_mm > res.pa_mpjpe_mm + 0.1, (off, res)
 
 
 def test_evaluate_predictions_rejects_wrong_inputs(splits, models) -> None:
@@ -208,7 +211,7 @@ def test_mean_params_prediction_is_exactly_the_checkpoint_buffers(splits, open_m
     np.testing.assert_array_equal(pred.betas, np.broadcast_to(mean["shape"], (COUNT, 10)))
     np.testing.assert_array_equal(pred.cam, np.broadcast_to(mean["cam"], (COUNT, 3)))
     verts = models["neutral"](betas=torch.as_tensor(mean["shape"])[None], body_pose=torch.as_tensor(rot[None, 1:]),
-                              global_orient=torch.as_tensor(rot[None, :1])).vertices[0].numpy()
+                              global_orient=torch.as_tensor(rot[None, :1]), pose2rot=False).vertices[0].numpy()
     np.testing.assert_allclose(pred.vertices, np.broadcast_to(verts, pred.vertices.shape), atol=1e-6)
     assert pred.provenance["n_iter"] == 0 and pred.provenance["checkpoint"] == str(ckpt)
     full = predict_checkpoint(ckpt, ann, "spin_npz", images, folder, folder / "joint_regressors.npz",
@@ -245,9 +248,9 @@ def test_overlay_of_ground_truth_lands_on_the_person(splits, models) -> None:
     data = read_spin_npz(ann)
     pred = body_predictions(models, data.pose, data.shape, data.gender, data.imgname)
     faces = models["neutral"].faces.numpy()
+    _, gt_cams = ground_truth_meshes(data, np.arange(COUNT), models)
     for i in range(COUNT):
-        cam = fit_weak_perspective(models["male"].spin_regressor.numpy() @ pred.vertices[i], data.part[i],
-                                   data.center[i], data.scale[i])
+        cam = gt_cams[i]
         camera, _ = image_camera(data.center[i], data.scale[i], cam, SIZE, SIZE)
         _, depth = render_rgb([MeshData(pred.vertices[i], faces, np.full((len(pred.vertices[i]), 3), 200, np.uint8))],
                               camera)
@@ -273,8 +276,7 @@ def test_qualitative_figure_renders(splits, models, tmp_path: Path) -> None:
     ann, images = splits["full"]
     data = read_spin_npz(ann)
     pred = body_predictions(models, data.pose, data.shape, data.gender, data.imgname)
-    cams = np.stack([fit_weak_perspective(models["male"].spin_regressor.numpy() @ pred.vertices[i], data.part[i],
-                                          data.center[i], data.scale[i]) for i in range(COUNT)])
+    cams = np.stack(ground_truth_meshes(data, np.arange(COUNT), models)[1])
     pred = type(pred)(**{**pred.__dict__, "cam": cams.astype(np.float32)})
     faces = models["neutral"].faces.numpy()
     tile, panels, columns = 48, 4, 2

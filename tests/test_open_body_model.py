@@ -37,11 +37,11 @@ from pipeline.body.joints import (
     SPIN_PART_NAMES,
 )
 from pipeline.body.parts import vertex_parts_from_weights
+from pipeline.body.spin_joints import EXTRA_JOINT_NAMES, VERTEX_JOINT_NAMES
 
 GENDERS = ("neutral", "male", "female")
 J = {name: k for k, name in enumerate(SMPL_JOINT_NAMES)}
 H36M = {name: k for k, name in enumerate(H36M_JOINT_NAMES)}
-SPIN = {name: k for k, name in enumerate(SPIN_PART_NAMES)}
 #: Merged toes and fingers: held at rest in the issue's LBS check.
 TOES_AND_FINGERS = (J["L_Foot"], J["R_Foot"], J["L_Hand"], J["R_Hand"])
 NUM_POSES = 50
@@ -231,26 +231,39 @@ def test_landmark_regressors(open_model: tuple[Path, dict]) -> None:
     num_verts = report["num_vertices"]
     with np.load(folder / "joint_regressors.npz") as npz:
         regs = {k: npz[k] for k in npz.files}
-    assert regs["h36m"].shape == (17, num_verts) and regs["spin_part"].shape == (24, num_verts)
-    assert tuple(regs["h36m_names"]) == H36M_JOINT_NAMES and tuple(regs["spin_part_names"]) == SPIN_PART_NAMES
-    for key in ("h36m", "spin_part", "smpl"):
+    assert regs["h36m"].shape == (17, num_verts)
+    assert regs["extra"].shape == (9, num_verts) and regs["vertex_joints"].shape == (11, num_verts)
+    assert tuple(regs["h36m_names"]) == H36M_JOINT_NAMES and tuple(regs["extra_names"]) == EXTRA_JOINT_NAMES
+    assert tuple(regs["vertex_joint_names"]) == VERTEX_JOINT_NAMES
+    for key in ("h36m", "extra", "vertex_joints", "smpl"):
         assert (regs[key] >= 0).all()
         np.testing.assert_allclose(regs[key].sum(1), 1.0, atol=1e-9)
-    # SPIN's evaluation pairs S[:, J24_TO_J17] with h36m[:, H36M_TO_J17]: identical definitions.
-    np.testing.assert_allclose(regs["spin_part"][list(J24_TO_J17)], regs["h36m"][list(H36M_TO_J17)], atol=1e-12)
+    # SPIN's evaluation pairs S[:, J24_TO_J17] with h36m[:, H36M_TO_J17]: the extra joints among them have the
+    # H36M rows' definitions (hips, LSP neck = thorax, MPII pelvis, spine, jaw = neck/nose, head).
+    extra = {name: k for k, name in enumerate(EXTRA_JOINT_NAMES)}
+    for j24, h in zip(J24_TO_J17, H36M_TO_J17, strict=True):
+        if SPIN_PART_NAMES[j24] in extra:
+            np.testing.assert_allclose(regs["extra"][extra[SPIN_PART_NAMES[j24]]], regs["h36m"][h], atol=1e-12)
     print("landmark regressor fit errors (mm):",
           {k: round(v, 2) for k, v in report["joint_regressor_error_mm"].items()})
 
     template = _arrays(folder, "neutral")["v_template"]
-    h36m, spin = regs["h36m"] @ template, regs["spin_part"] @ template
+    h36m, ex, picks = regs["h36m"] @ template, regs["extra"] @ template, regs["vertex_joints"] @ template
+    vj = {name: k for k, name in enumerate(VERTEX_JOINT_NAMES)}
     assert h36m[H36M["LHip"], 0] > 0 > h36m[H36M["RHip"], 0]  # SPIN row order: left leg first
     assert h36m[H36M["LAnkle"], 0] > 0 > h36m[H36M["RAnkle"], 0]
     assert h36m[H36M["LWrist"], 0] > 0 > h36m[H36M["RWrist"], 0]
     up = [h36m[H36M[n], 1] for n in ("Pelvis", "Spine", "Thorax", "Neck/Nose", "Head")]
-    assert up == sorted(up) and spin[SPIN["Top of Head (LSP)"], 1] > h36m[H36M["Head"], 1]
-    assert spin[SPIN["Left Eye"], 0] > 0 > spin[SPIN["Right Eye"], 0]
-    assert spin[SPIN["Left Ear"], 0] > spin[SPIN["Left Eye"], 0]
-    assert spin[SPIN["Nose"], 2] > h36m[H36M["Head"], 2] + 0.05  # the face looks along +z
+    assert up == sorted(up) and ex[extra["Top of Head (LSP)"], 1] > h36m[H36M["Head"], 1]
+    assert picks[vj["leye"], 0] > 0 > picks[vj["reye"], 0]
+    assert picks[vj["lear"], 0] > picks[vj["leye"], 0]
+    assert picks[vj["nose"], 2] > h36m[H36M["Head"], 2] + 0.05  # the face looks along +z
+    # feet: toes ahead of the heel, on the floor, on the body's own side; the big toe inside the small one
+    for side, sign in (("L", 1.0), ("R", -1.0)):
+        big, small, heel = picks[vj[f"{side}BigToe"]], picks[vj[f"{side}SmallToe"]], picks[vj[f"{side}Heel"]]
+        assert big[2] > heel[2] + 0.12 and small[2] > heel[2] + 0.1
+        assert sign * big[0] > 0 and sign * small[0] > sign * big[0]
+        assert max(big[1], heel[1]) < h36m[H36M[f"{side}Ankle"], 1]
     # Thorax (neck base) ~ 11 cm under Neck/Nose, as in H3.6M.
     assert 0.07 < h36m[H36M["Neck/Nose"], 1] - h36m[H36M["Thorax"], 1] < 0.16
 

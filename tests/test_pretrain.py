@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pipeline.body.model import BodyModel
+from pipeline.evaluate.predict import evaluate_predictions, predict_split
 from pipeline.io.spin_npz import read_spin_npz
 from pipeline.model.hmr import HMR, load_pretrained
 from pipeline.train.data import SampleSource, validation_indices
@@ -85,12 +86,24 @@ def test_runs_start_from_the_pretrained_checkpoint(pretrained_world: Path) -> No
     load_pretrained(model, pretrained_world / CHECKPOINT)
     body = BodyModel(pretrained_world / "resources/body_models", "neutral",
                      joint_regressors=pretrained_world / "resources/body_models/joint_regressors.npz")
+    gt_models = {g: BodyModel(pretrained_world / "resources/body_models", g,
+                              joint_regressors=pretrained_world / "resources/body_models/joint_regressors.npz")
+                 for g in ("male", "female")}
     torch.set_num_threads(1)
-    expected = validate(model, body, source, index, settings.batch_size, torch.device("cpu"))
+    expected = validate(model, body, source, index, settings.batch_size, torch.device("cpu"), gt_models)
     step0 = next(r for r in _rows(pretrained_world / "results/train/sd/metrics.csv")
                  if r["phase"] == "val" and r["step"] == "0")
+    assert set(expected) == {"val_mpjpe_mm", "val_pa_mpjpe_mm", "val_pve_mm"}
     for key, value in expected.items():
         assert float(step0[key]) == pytest.approx(value, rel=1e-4), key
+    # the same numbers through the evaluation's own path (its crops, predict_split, the 3DPW protocol): the
+    # validation curve starts at the test metric's definition (issue #18)
+    held_out = source.data.subset(index)
+    pred = predict_split(model, body, held_out, spec.images, image_size=settings.image_size, progress=False)
+    result = evaluate_predictions(pred, held_out, "3dpw", gt_models)
+    for key, value in (("val_mpjpe_mm", result.mpjpe_mm), ("val_pa_mpjpe_mm", result.pa_mpjpe_mm),
+                       ("val_pve_mm", result.pve_mm)):
+        assert float(step0[key]) == pytest.approx(value, rel=1e-3), key
     assert "(pretrained: full)" in (pretrained_world / "logs/train/sd.log").read_text()
 
 

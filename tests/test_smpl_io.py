@@ -13,6 +13,7 @@ import scipy.sparse
 import smplx
 import torch
 
+from pipeline.body.joints import SPIN_PART_NAMES
 from pipeline.body.model import _NO_EXTRA_JOINTS, BodyModel
 from pipeline.body.smpl_io import BodyModelFileError, load_smpl_arrays, save_smpl_pickle
 
@@ -86,18 +87,49 @@ def test_bodymodel_matches_smplx_on_plain_pickle(tmp_path: Path, tiny_smpl: dict
 
 
 def test_bodymodel_regressors(tmp_path: Path, tiny_smpl: dict) -> None:
+    """H36M rows on the posed vertices; SPIN's 49 joints composed from kinematic joints, extra rows and picks."""
     np.savez(tmp_path / "SMPL_NEUTRAL.npz", **tiny_smpl)
     nv = tiny_smpl["v_template"].shape[0]
     h36m = np.zeros((17, nv))
     h36m[np.arange(17), np.arange(17)] = 1.0
-    np.savez(tmp_path / "reg.npz", h36m=h36m, spin_part=np.full((24, nv), 1.0 / nv))
+    picks = np.zeros((11, nv))
+    picks[np.arange(11), 20 + np.arange(11)] = 1.0
+    np.savez(tmp_path / "reg.npz", h36m=h36m, extra=np.full((9, nv), 1.0 / nv), vertex_joints=picks)
     model = BodyModel(tmp_path, joint_regressors=tmp_path / "reg.npz")
-    out = model()
+    out = model(body_pose=0.3 * torch.randn(1, 69, generator=torch.Generator().manual_seed(0)))
     torch.testing.assert_close(out.joints_h36m[0], out.vertices[0, :17])
-    torch.testing.assert_close(out.joints_spin[0, 5], out.vertices[0].mean(0))
-    np.savez(tmp_path / "bad.npz", h36m=h36m[:, :-1], spin_part=h36m[:, :-1])
+    spin = {name: k for k, name in enumerate(SPIN_PART_NAMES)}
+    torch.testing.assert_close(out.joints_spin[0, spin["Right Hip"]], out.vertices[0].mean(0))  # extra row 0
+    torch.testing.assert_close(out.joints_spin[0, spin["Right Ankle"]], out.joints[0, 8])  # SMPL R_Ankle
+    torch.testing.assert_close(out.joints_spin[0, spin["Left Eye"]], out.vertices[0, 22])  # pick "leye"
+    torch.testing.assert_close(out.joints_openpose[0, 8], out.joints[0, 0])  # OP MidHip = SMPL pelvis
+    torch.testing.assert_close(out.joints_openpose[0, 24], out.vertices[0, 30])  # OP RHeel = pick 10
+    np.savez(tmp_path / "bad.npz", h36m=h36m[:, :-1], extra=h36m[:9, :-1], vertex_joints=picks[:, :-1])
     with pytest.raises(ValueError, match="rebuild the regressors"):
         BodyModel(tmp_path, joint_regressors=tmp_path / "bad.npz")
+    np.savez(tmp_path / "old.npz", h36m=h36m, spin_part=np.full((24, nv), 1.0 / nv))
+    with pytest.raises(ValueError, match="lacks key 'extra'"):
+        BodyModel(tmp_path, joint_regressors=tmp_path / "old.npz")
+
+
+def test_pose_representation_is_explicit(tmp_path: Path, tiny_smpl: dict) -> None:
+    """A batch of 3 axis-angle global orientations, shape (3, 3), is axis-angle, not a rotation matrix
+    (issue #18: 3DPW chunks with exactly 3 samples of one gender crashed)."""
+    np.savez(tmp_path / "SMPL_NEUTRAL.npz", **tiny_smpl)
+    model = BodyModel(tmp_path)
+    gen = torch.Generator().manual_seed(1)
+    orient, pose = 0.5 * torch.randn(3, 3, generator=gen), 0.3 * torch.randn(3, 69, generator=gen)
+    batched = model(body_pose=pose, global_orient=orient).vertices
+    for i in range(3):
+        single = model(body_pose=pose[i:i + 1], global_orient=orient[i:i + 1]).vertices
+        torch.testing.assert_close(batched[i], single[0])
+    rot = smplx.lbs.batch_rodrigues(orient)[:, None]
+    body_rot = smplx.lbs.batch_rodrigues(pose.reshape(-1, 3)).reshape(3, 23, 3, 3)
+    torch.testing.assert_close(model(body_pose=body_rot, global_orient=rot, pose2rot=False).vertices, batched)
+    with pytest.raises(ValueError, match="rotation matrices must be"):
+        model(body_pose=body_rot, global_orient=rot[:, 0], pose2rot=False)
+    with pytest.raises(ValueError, match="axis-angle must be"):
+        model(body_pose=body_rot, global_orient=orient)
 
 
 def test_missing_file_error_names_key_path_and_source(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from pipeline.body.model import BodyModel
+from pipeline.body.spin_joints import NUM_OPENPOSE
 from pipeline.masks.clean import warp_nearest
 from pipeline.masks.mappings import flip_valid_mc, resolve_mapping
 from pipeline.parsing.labels import LABEL_ID
@@ -28,7 +29,7 @@ from pipeline.train.augment import (
 )
 from pipeline.train.crop import crop_affine, index_affine, to_homogeneous, transform_points, warp_image
 from pipeline.train.data import SampleSource
-from pipeline.train.loop import PriorTextures, dsr_terms, predict_body, standard_terms, train
+from pipeline.train.loop import PriorTextures, build_model, dsr_terms, predict_body, standard_terms, train
 from pipeline.train.settings import TrainPaths, TrainSettings, settings_from_config
 from tests.conftest import ROOT
 
@@ -128,7 +129,7 @@ def test_augmented_2d_keypoints_agree_with_augmented_3d_joints(tiny_run: Path) -
     for aug in (Augmentation(), Augmentation(rot=35.0), Augmentation(flip=True, rot=-50.0, zoom=1.2)):
         for i in range(len(src.data)):
             item = src.item(i, aug)
-            kp, joints = item["keypoints"], item["joints_3d"]
+            kp, joints = item["keypoints"][NUM_OPENPOSE:], item["joints_3d"]
             v = kp[:, 2] > 0
             # weak perspective: kp = s · X_xy + t
             m = np.c_[joints[v, :2].reshape(-1, 1), np.tile(np.eye(2), (int(v.sum()), 1))]
@@ -309,9 +310,9 @@ def test_ground_truth_body_renders_onto_its_pseudo_ground_truth_mask(tiny_run: P
     batch = torch.utils.data.default_collate(items)
     body = BodyModel(paths.body_models, "neutral", joint_regressors=paths.joint_regressors)
     rot = axis_angle_to_rotmat(batch["pose"].reshape(-1, 24, 3).double()).float()
-    posed = body(betas=batch["betas"], body_pose=rot[:, 1:], global_orient=rot[:, :1])
+    posed = body(betas=batch["betas"], body_pose=rot[:, 1:], global_orient=rot[:, :1], pose2rot=False)
     cams = []
-    for kp, joints in zip(batch["keypoints"].numpy(), posed.joints_spin.numpy()):
+    for kp, joints in zip(batch["keypoints"].numpy()[:, NUM_OPENPOSE:], posed.joints_spin.numpy()):
         v = kp[:, 2] > 0  # kp_xy = s · (X_xy + t) in normalised crop units
         a = np.zeros((2 * v.sum(), 3))
         a[0::2, 0], a[0::2, 1], a[1::2, 0], a[1::2, 2] = joints[v, 0], 1.0, joints[v, 1], 1.0
@@ -332,6 +333,57 @@ def test_ground_truth_body_renders_onto_its_pseudo_ground_truth_mask(tiny_run: P
     # 0.90 aligned vs 1.00 moved here, 0.65 vs 0.98 on the default world at 64 px
     assert aligned["dsr_mc"] < moved["dsr_mc"] - 0.05 and moved["dsr_mc"] > 0.95, (aligned, moved)
     assert aligned["dsr_c"] < moved["dsr_c"] - 0.2, (aligned, moved)
+
+
+def test_dsr_c_on_samples_without_a_valid_mc_label(tiny_run: Path) -> None:
+    """Issue #18: the paper's per-sample wording applies DSR-C to every sample with a cleaned mask; the official
+    code skips DSR-C with DSR-MC when no MC label is valid (``dsr_c_requires_mc``). Both count the case."""
+    settings, paths = _tiny_settings(tiny_run, "dsr", dsr_start_iter=0)
+    batch = _fixed_batch(settings)
+    batch["valid_mc"][0] = False  # sample 0 keeps its DSR-C mask but has no valid MC label
+    sources = [SampleSource(s, settings.image_size, settings.render_size) for s in settings.datasets]
+    torch.manual_seed(0)
+    model, _ = build_model(settings, paths, sources)
+    model.eval()
+    body = BodyModel(paths.body_models, "neutral", joint_regressors=paths.joint_regressors)
+    prior = PriorTextures(paths.prior, body.num_faces, sources[0].mapping.matrix(), torch.device("cpu"))
+    with torch.no_grad():
+        _, posed, cam_t = predict_body(model, body, batch["img"])
+        paper = dsr_terms(settings, prior, posed.vertices, body.faces, cam_t, batch)
+        official = dsr_terms(dataclasses.replace(settings, dsr_c_requires_mc=True), prior, posed.vertices, body.faces,
+                             cam_t, batch)
+    assert paper[1]["dsr_c"] == 4 and official[1]["dsr_c"] == official[1]["dsr_mc"] == paper[1]["dsr_mc"] <= 3
+    assert paper[1]["dsr_c_no_mc"] == official[1]["dsr_c_no_mc"] == 4 - paper[1]["dsr_mc"]
+    assert float(paper[0]["dsr_c"]) != float(official[0]["dsr_c"])
+    torch.testing.assert_close(paper[0]["dsr_mc"], official[0]["dsr_mc"])
+
+
+def test_keypoint_2d_term_averages_over_spins_49_keypoints(tiny_run: Path) -> None:
+    """Issue #18: SPIN's 2D term is a mean over 49 keypoints x 2 coordinates, the 25 OpenPose slots weighted by
+    ``openpose_train_weight`` (0) but still counted. One ground-truth keypoint 0.1 off in x with confidence 0.8
+    gives 0.8 * 0.01 / 98, not / 48 (the 24-joint mean that weighed the term 2.04x SPIN's)."""
+    from pipeline.render.camera import CROP_SIZE, perspective_projection, pixels_to_normalized
+
+    settings, paths = _tiny_settings(tiny_run, "sd")
+    sources = [SampleSource(s, settings.image_size, settings.render_size) for s in settings.datasets]
+    model, _ = build_model(settings, paths, sources)
+    model.eval()
+    body = BodyModel(paths.body_models, "neutral", joint_regressors=paths.joint_regressors)
+    batch = _fixed_batch(settings, n=2)
+    with torch.no_grad():
+        out, posed, cam_t = predict_body(model, body, batch["img"])
+        exact = pixels_to_normalized(perspective_projection(posed.joints_j49, cam_t), CROP_SIZE)
+    kp = torch.cat([exact, torch.ones(*exact.shape[:2], 1)], dim=-1)
+    kp[:, :, 2] = 0.8
+    kp[0, NUM_OPENPOSE + 3, 0] += 0.1  # Left Hip, a ground-truth joint
+    kp[1, 0, 1] -= 0.2  # OP Nose
+    batch = {**batch, "keypoints": kp}
+    with torch.no_grad():
+        spin = standard_terms(out, posed, cam_t, batch)["keypoint_2d"]
+        with_op = standard_terms(out, posed, cam_t, batch, openpose_weight=0.5)["keypoint_2d"]
+    torch.testing.assert_close(spin, torch.tensor(0.8 * 0.01 / (2 * 49 * 2)), rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(with_op, torch.tensor((0.8 * 0.01 + 0.5 * 0.8 * 0.04) / (2 * 49 * 2)), rtol=1e-4,
+                               atol=1e-9)
 
 
 def test_a_fixed_batch_is_learned(tiny_run: Path) -> None:

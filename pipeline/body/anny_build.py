@@ -24,11 +24,13 @@ Shape space
     the neutral file draws it uniformly in [0, 1].
 Regressors
     ``J_regressor`` (24 x V) is a sparse non-negative vertex regressor with rows summing to 1, fitted by
-    NNLS over the sampled T-posed meshes to reproduce the merged-bone joint positions. The H36M-17 and
-    SPIN part-24 regressors (``joint_regressors.npz``) are convex combinations of anatomical points
-    (:data:`H36M_DEFINITIONS`, :data:`SPIN_PART_DEFINITIONS`): SMPL joints fitted the same way but over
-    T-posed *and* randomly posed meshes (they are applied to posed meshes), the crown of the head (a fixed
-    vertex set), and Anny's own COCO keypoint regressor (nose, eyes, ears).
+    NNLS over the sampled T-posed meshes to reproduce the merged-bone joint positions. The H36M-17 regressor
+    and SPIN's 9 ``J_regressor_extra`` joints (``joint_regressors.npz``) are convex combinations of
+    anatomical points (:data:`H36M_DEFINITIONS`, :data:`SPIN_PART_DEFINITIONS`): SMPL joints fitted the same
+    way but over T-posed *and* randomly posed meshes (they are applied to posed meshes) and the crown of the
+    head (a fixed vertex set). smplx's 11 vertex picks are Anny's own COCO keypoint regressor (nose, eyes,
+    ears) and foot vertex sets (:func:`foot_vertex_rows`). SPIN's 49 joints are composed from these and the
+    kinematic joints exactly as SPIN does (:mod:`pipeline.body.spin_joints`).
 
     Accuracy (120-400 bodies per gender, held-out): ``J_regressor`` mean error 2-3.3 mm, up to ~1 cm at
     the knees. That is the limit of non-negative weights here, not of the fit: Anny's joints slide
@@ -69,6 +71,7 @@ from pipeline.body.joints import (
 )
 from pipeline.body.parts import vertex_parts_from_weights
 from pipeline.body.smpl_io import save_smpl_pickle
+from pipeline.body.spin_joints import EXTRA_JOINT_NAMES, VERTEX_JOINT_NAMES, regressor_names
 
 if TYPE_CHECKING:  # anny initialises Warp on import: only imported when a model is built
     import anny
@@ -171,6 +174,13 @@ H36M_DEFINITIONS: dict[str, PointDef] = {
 #: ``H36M_TO_J17``) use the same definitions, so the two regressors agree exactly on them: Neck (LSP) =
 #: Thorax, Top of Head (LSP) = crown, Pelvis (MPII) = Pelvis, Thorax (MPII) = midway between the shoulder
 #: joints, Spine / Jaw / Head (H36M) = Spine / Neck/Nose / Head; nose, eyes and ears are Anny's COCO points.
+#: Anny COCO keypoint of each face point among smplx's vertex picks (:data:`VERTEX_JOINT_NAMES`).
+COCO_OF_VERTEX_JOINT: dict[str, str] = {
+    "nose": "nose", "reye": "right_eye", "leye": "left_eye", "rear": "right_ear", "lear": "left_ear",
+}
+#: Toe tips = foot vertices beyond this quantile along ankle -> toe; the heel = those below HEEL_QUANTILE.
+TOE_QUANTILE: float = 0.9
+HEEL_QUANTILE: float = 0.05
 SPIN_PART_DEFINITIONS: dict[str, PointDef] = {
     "Right Ankle": (("R_Ankle", 1.0),), "Right Knee": (("R_Knee", 1.0),), "Right Hip": (("R_Hip", 1.0),),
     "Left Hip": (("L_Hip", 1.0),), "Left Knee": (("L_Knee", 1.0),), "Left Ankle": (("L_Ankle", 1.0),),
@@ -856,10 +866,40 @@ def smpl_model_arrays(
     }
 
 
+def foot_vertex_rows(template: np.ndarray, vertex_part: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    """OpenPose's foot points as vertex regressors: (6, V) rows (big toe, small toe, heel; left then right).
+
+    On the T-posed ``template`` (V, 3) with SMPL ``joints`` (24, 3): each foot's vertices (parts ankle and
+    toes) furthest along ankle -> toe (top :data:`TOE_QUANTILE`) are the toe tips, split at their median
+    lateral coordinate into big toe (inner half) and small toe (outer half); the rearmost ones (bottom
+    :data:`HEEL_QUANTILE`) are the heel. Each row averages its vertex set (SMPL's are single-vertex picks).
+    """
+    rows = []
+    for ankle, toe in ((SMPL_JOINT_NAMES.index("L_Ankle"), SMPL_JOINT_NAMES.index("L_Foot")),
+                       (SMPL_JOINT_NAMES.index("R_Ankle"), SMPL_JOINT_NAMES.index("R_Foot"))):
+        sel = np.flatnonzero(np.isin(vertex_part, (ankle, toe)))
+        direction = joints[toe] - joints[ankle]
+        direction = direction / max(float(np.linalg.norm(direction)), 1e-9)
+        along = (template[sel] - joints[ankle]) @ direction
+        tips = sel[along > np.quantile(along, TOE_QUANTILE)]
+        outward = np.sign(joints[ankle, 0] - joints[0, 0])  # the foot's own outer side along x
+        lateral = outward * template[tips, 0]
+        inner, outer = tips[lateral <= np.median(lateral)], tips[lateral > np.median(lateral)]
+        heel = sel[along < np.quantile(along, HEEL_QUANTILE)]
+        for verts in (inner, outer if outer.size else tips, heel):
+            row = np.zeros(template.shape[0])
+            row[verts] = 1.0 / verts.size
+            rows.append(row)
+    return np.stack(rows)
+
+
 def landmark_regressors(
     conv: AnnyToSMPL, samples: BodySamples, template: np.ndarray, vertex_part: np.ndarray, progress: bool = False
 ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, float]]:
-    """The H36M-17 and SPIN part-24 vertex regressors of :data:`H36M_DEFINITIONS` / :data:`SPIN_PART_DEFINITIONS`.
+    """The vertex regressors of ``joint_regressors.npz``: H36M-17 (:data:`H36M_DEFINITIONS`), SPIN's 9 extra
+    joints (the :data:`SPIN_PART_DEFINITIONS` of :data:`~pipeline.body.spin_joints.EXTRA_JOINT_NAMES`) and the
+    11 vertex picks of :data:`~pipeline.body.spin_joints.VERTEX_JOINT_NAMES` (Anny's COCO nose, eyes and ears;
+    :func:`foot_vertex_rows`).
 
     The SMPL-joint sources are fitted by :func:`fit_vertex_regressor` over the T-posed *and* posed bodies
     of ``samples`` (they are applied to posed meshes); the crown is :func:`crown_vertices` of ``template``;
@@ -870,12 +910,13 @@ def landmark_regressors(
         vertex_part: (V,) part of each vertex. progress: show a tqdm bar over the fitted joints.
 
     Returns:
-        ``{"h36m": (17, V), "spin_part": (24, V)}``, the crown vertex indices, and in-sample mean errors
-        (mm) of each regressor vs its exact definition on the rest and the posed bodies.
+        ``{"h36m": (17, V), "extra": (9, V), "vertex_joints": (11, V)}``, the crown vertex indices, and
+        in-sample mean errors (mm) of the fitted regressors vs their exact definitions on the rest and the
+        posed bodies.
     """
-    for definitions, names in ((H36M_DEFINITIONS, H36M_JOINT_NAMES), (SPIN_PART_DEFINITIONS, SPIN_PART_NAMES)):
-        if tuple(definitions) != names:
-            raise ValueError(f"landmark definitions {list(definitions)} do not follow the order {list(names)}")
+    if tuple(H36M_DEFINITIONS) != H36M_JOINT_NAMES or tuple(SPIN_PART_DEFINITIONS) != SPIN_PART_NAMES:
+        raise ValueError("landmark definitions do not follow the H36M / SPIN joint orders")
+    extra_definitions = {name: SPIN_PART_DEFINITIONS[name] for name in EXTRA_JOINT_NAMES}
     vertices = np.concatenate([samples.vertices, samples.posed_vertices])
     joints = np.concatenate([samples.joints, samples.posed_joints])
     joint_rows = fit_vertex_regressor(vertices, joints, template, progress="NNLS landmarks" if progress else None)
@@ -883,14 +924,18 @@ def landmark_regressors(
     crown_row = np.zeros(conv.num_vertices)
     crown_row[crown] = 1.0 / len(crown)
     coco_labels, coco_weights = conv.coco_regressor()
-    vertex_defined = {"crown": crown_row, **{f"coco:{label}": coco_weights[k] for k, label in enumerate(coco_labels)}}
+    coco = {label: coco_weights[k] for k, label in enumerate(coco_labels)}
+    vertex_defined = {"crown": crown_row, **{f"coco:{label}": row for label, row in coco.items()}}
     sources = {**{name: joint_rows[j] for j, name in enumerate(SMPL_JOINT_NAMES)}, **vertex_defined}
+    faces = [coco[COCO_OF_VERTEX_JOINT[name]] for name in VERTEX_JOINT_NAMES[:len(COCO_OF_VERTEX_JOINT)]]
     regressors = {
         "h36m": compose_regressor(H36M_DEFINITIONS, sources),
-        "spin_part": compose_regressor(SPIN_PART_DEFINITIONS, sources),
+        "extra": compose_regressor(extra_definitions, sources),
+        "vertex_joints": np.concatenate([np.stack(faces), foot_vertex_rows(template, vertex_part,
+                                                                           regress(joint_rows, template[None])[0])]),
     }
     errors: dict[str, float] = {}
-    for key, definitions in (("h36m", H36M_DEFINITIONS), ("spin_part", SPIN_PART_DEFINITIONS)):
+    for key, definitions in (("h36m", H36M_DEFINITIONS), ("extra", extra_definitions)):
         for kind, verts, exact_joints in (("rest", samples.vertices, samples.joints),
                                           ("posed", samples.posed_vertices, samples.posed_joints)):
             if len(verts):
@@ -933,8 +978,9 @@ def build_open_body_model(
 
     - ``SMPL_{NEUTRAL,MALE,FEMALE}.npz`` (compressed) and ``.pkl`` (the same arrays, see
       :func:`smpl_model_arrays`); ``smplx.SMPL(model_path=out_dir, gender=...)`` loads the ``.pkl``.
-    - ``joint_regressors.npz``: ``h36m`` (17, V), ``spin_part`` (24, V), ``smpl`` (24, V) (the neutral
-      ``J_regressor``), plus ``h36m_names``, ``spin_part_names``, ``smpl_names`` and ``crown_vertices``.
+    - ``joint_regressors.npz``: ``h36m`` (17, V), ``extra`` (9, V), ``vertex_joints`` (11, V) (the layout of
+      :mod:`pipeline.body.spin_joints`), ``smpl`` (24, V) (the neutral ``J_regressor``), plus their names
+      and ``crown_vertices``.
     - ``parts.npz``: ``vertex_part`` (V,) int64 (argmax of the skinning weights) and ``part_names`` (24,).
 
     Args:
@@ -950,7 +996,7 @@ def build_open_body_model(
         ``explained_variance`` (gender -> fraction of sampled shape variance the betas explain),
         ``explained_variance_per_beta``, ``height_m`` (gender -> mean/std of sampled heights),
         ``joint_regressor_error_mm`` (in-sample mean errors: ``smpl_<gender>`` vs merged-bone joints;
-        ``h36m`` / ``spin_part`` ``_rest`` / ``_posed`` vs their definitions), ``seconds`` (per phase and
+        ``h36m`` / ``extra`` ``_rest`` / ``_posed`` vs their definitions), ``seconds`` (per phase and
         ``total``).
     """
     if num_betas < 1 or n_shape_samples <= num_betas:
@@ -1001,8 +1047,7 @@ def build_open_body_model(
     seconds["fitting"] += time.perf_counter() - t
     t = time.perf_counter()
     _save_npz(out_dir / "joint_regressors.npz", {
-        **regressors, "smpl": j_reg,
-        "h36m_names": np.array(H36M_JOINT_NAMES), "spin_part_names": np.array(SPIN_PART_NAMES),
+        **regressors, **regressor_names(), "smpl": j_reg,
         "smpl_names": np.array(SMPL_JOINT_NAMES), "crown_vertices": crown.astype(np.int64),
     })
     _save_npz(out_dir / "parts.npz", {"vertex_part": vertex_part, "part_names": np.array(SMPL_JOINT_NAMES)})

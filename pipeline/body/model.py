@@ -1,7 +1,8 @@
 """``BodyModel``: the one body-model facade every stage uses, whatever the world.
 
 It wraps ``smplx.SMPLLayer`` (built from plain arrays, so official chumpy pickles work too) and adds the
-extra vertex regressors (H36M-17, SPIN part-24) and the 24-part vertex segmentation. Vertex and face
+H36M-17 vertex regressor, SPIN's 49 joints (composed as SPIN does, :mod:`pipeline.body.spin_joints`) and the
+24-part vertex segmentation. Vertex and face
 counts come from the model file; nothing here assumes 6,890 / 13,776.
 """
 
@@ -20,6 +21,7 @@ from smplx.utils import Struct
 
 from pipeline.body.parts import vertex_parts_from_weights
 from pipeline.body.smpl_io import find_model_file, load_smpl_arrays
+from pipeline.body.spin_joints import NUM_OPENPOSE, REGRESSOR_ROWS, compose_j49
 
 NUM_SMPL_JOINTS = 24
 NUM_BODY_JOINTS = NUM_SMPL_JOINTS - 1
@@ -33,21 +35,40 @@ class BodyOutput:
     """Posed body. All tensors float, metres, in the model frame (y up, facing +z) plus ``transl``.
 
     vertices: (B, V, 3); joints: (B, 24, 3) SMPL joints; joints_h36m: (B, 17, 3) or None;
-    joints_spin: (B, 24, 3) SPIN "part" joints or None.
+    joints_j49: (B, 49, 3) SPIN's 49 joints (25 OpenPose, then the 24 ground-truth ones) or None.
     """
 
     vertices: torch.Tensor
     joints: torch.Tensor
     joints_h36m: torch.Tensor | None
-    joints_spin: torch.Tensor | None
+    joints_j49: torch.Tensor | None
+
+    @property
+    def joints_spin(self) -> torch.Tensor | None:
+        """(B, 24, 3) SPIN's ground-truth ("part") joints: the last 24 of the 49."""
+        return None if self.joints_j49 is None else self.joints_j49[:, NUM_OPENPOSE:]
+
+    @property
+    def joints_openpose(self) -> torch.Tensor | None:
+        """(B, 25, 3) SPIN's OpenPose BODY_25 joints: the first 25 of the 49."""
+        return None if self.joints_j49 is None else self.joints_j49[:, :NUM_OPENPOSE]
 
 
-def _as_rotmats(pose: torch.Tensor, num_joints: int) -> torch.Tensor:
-    """Axis-angle (B, 3·J) / (B, J, 3) or rotation matrices (B, J, 3, 3) -> (B, J, 3, 3)."""
-    if pose.shape[-2:] == (3, 3):
-        return pose.reshape(-1, num_joints, 3, 3)
-    aa = pose.reshape(-1, 3)
-    return batch_rodrigues(aa).reshape(-1, num_joints, 3, 3)
+def _as_rotmats(pose: torch.Tensor, num_joints: int, pose2rot: bool, name: str) -> torch.Tensor:
+    """Axis-angle (``pose2rot``: (B, 3·J) or (B, J, 3)) or rotation matrices ((B, J, 3, 3)) -> (B, J, 3, 3).
+
+    The representation is stated by the caller, never guessed from the shape: a batch of 3 axis-angle global
+    orientations, (3, 3), is not a rotation matrix.
+    """
+    if pose2rot:
+        if not ((pose.ndim == 2 and pose.shape[1] == 3 * num_joints)
+                or (pose.ndim == 3 and pose.shape[1:] == (num_joints, 3))):
+            raise ValueError(f"{name}: axis-angle must be (B, {3 * num_joints}) or (B, {num_joints}, 3), got "
+                             f"{tuple(pose.shape)} (rotation matrices need pose2rot=False)")
+        return batch_rodrigues(pose.reshape(-1, 3)).reshape(-1, num_joints, 3, 3)
+    if pose.ndim != 4 or pose.shape[1:] != (num_joints, 3, 3):
+        raise ValueError(f"{name}: rotation matrices must be (B, {num_joints}, 3, 3), got {tuple(pose.shape)}")
+    return pose
 
 
 class BodyModel(torch.nn.Module):
@@ -56,7 +77,8 @@ class BodyModel(torch.nn.Module):
     Args:
         model_dir: folder with ``SMPL_{NEUTRAL,MALE,FEMALE}.{npz,pkl}``.
         gender: ``neutral``, ``male`` or ``female``.
-        joint_regressors: optional npz with ``h36m`` (17, V) and ``spin_part`` (24, V).
+        joint_regressors: optional npz with ``h36m`` (17, V), ``extra`` (9, V) and ``vertex_joints`` (11, V)
+            (:mod:`pipeline.body.spin_joints`).
         num_betas: shape components used.
     """
 
@@ -83,17 +105,22 @@ class BodyModel(torch.nn.Module):
         self.num_vertices = int(arrays["v_template"].shape[0])
         self.num_faces = int(arrays["f"].shape[0])
         self.register_buffer("h36m_regressor", None, persistent=False)
-        self.register_buffer("spin_regressor", None, persistent=False)
+        self.register_buffer("extra_regressor", None, persistent=False)
+        self.register_buffer("vertex_joint_regressor", None, persistent=False)
         if joint_regressors is not None:
             with np.load(joint_regressors) as reg:
-                for key, attr in (("h36m", "h36m_regressor"), ("spin_part", "spin_regressor")):
+                for key, attr in (("h36m", "h36m_regressor"), ("extra", "extra_regressor"),
+                                  ("vertex_joints", "vertex_joint_regressor")):
                     if key not in reg.files:
-                        raise ValueError(f"joint regressor file {joint_regressors} lacks key {key!r}")
-                    mat = np.asarray(reg[key], dtype=np.float32)
-                    if mat.shape[1] != self.num_vertices:
                         raise ValueError(
-                            f"joint regressor {key!r} in {joint_regressors} has {mat.shape[1]} columns, but the "
-                            f"body model {path} has {self.num_vertices} vertices: rebuild the regressors for this model"
+                            f"joint regressor file {joint_regressors} lacks key {key!r} (has {sorted(reg.files)}); "
+                            "rebuild it (rule build_body_model, or prepare_joint_regressors from SPIN's files)")
+                    mat = np.asarray(reg[key], dtype=np.float32)
+                    if mat.shape != (REGRESSOR_ROWS[key], self.num_vertices):
+                        raise ValueError(
+                            f"joint regressor {key!r} in {joint_regressors} has shape {mat.shape}, but the body model "
+                            f"{path} needs ({REGRESSOR_ROWS[key]}, {self.num_vertices}): rebuild the regressors for "
+                            "this model"
                         )
                     setattr(self, attr, torch.as_tensor(mat))
 
@@ -103,26 +130,31 @@ class BodyModel(torch.nn.Module):
         body_pose: torch.Tensor | None = None,
         global_orient: torch.Tensor | None = None,
         transl: torch.Tensor | None = None,
+        *,
+        pose2rot: bool = True,
     ) -> BodyOutput:
         """Pose the body.
 
         Args:
             betas: (B, num_betas).
-            body_pose: (B, 69) axis-angle, (B, 23, 3) or (B, 23, 3, 3) rotation matrices.
-            global_orient: (B, 3) axis-angle or (B, 1, 3, 3) / (B, 3, 3) rotation matrix.
+            body_pose: (B, 69) or (B, 23, 3) axis-angle, or with ``pose2rot=False`` (B, 23, 3, 3) rotation matrices.
+            global_orient: (B, 3) or (B, 1, 3) axis-angle, or with ``pose2rot=False`` (B, 1, 3, 3).
             transl: (B, 3) metres.
+            pose2rot: the poses are axis-angle (True) or rotation matrices (False), as in smplx.
         """
         kwargs: dict[str, torch.Tensor] = {}
         if body_pose is not None:
-            kwargs["body_pose"] = _as_rotmats(body_pose, NUM_BODY_JOINTS)
+            kwargs["body_pose"] = _as_rotmats(body_pose, NUM_BODY_JOINTS, pose2rot, "body_pose")
         if global_orient is not None:
-            kwargs["global_orient"] = _as_rotmats(global_orient, 1)
+            kwargs["global_orient"] = _as_rotmats(global_orient, 1, pose2rot, "global_orient")
         out = self.layer(betas=betas, transl=transl, pose2rot=False, **kwargs)
         vertices = out.vertices
         joints = out.joints[:, :NUM_SMPL_JOINTS]
         h36m = torch.einsum("jv,bvc->bjc", self.h36m_regressor, vertices) if self.h36m_regressor is not None else None
-        spin = torch.einsum("jv,bvc->bjc", self.spin_regressor, vertices) if self.spin_regressor is not None else None
-        return BodyOutput(vertices=vertices, joints=joints, joints_h36m=h36m, joints_spin=spin)
+        j49 = None
+        if self.extra_regressor is not None and self.vertex_joint_regressor is not None:
+            j49 = compose_j49(joints, vertices, self.extra_regressor, self.vertex_joint_regressor)
+        return BodyOutput(vertices=vertices, joints=joints, joints_h36m=h36m, joints_j49=j49)
 
     @property
     def skinning_weights(self) -> torch.Tensor:
@@ -142,19 +174,22 @@ class BodyModel(torch.nn.Module):
         body_pose: torch.Tensor,
         global_orient: torch.Tensor,
         transl: torch.Tensor | None = None,
+        *,
+        pose2rot: bool = True,
     ) -> torch.Tensor:
         """Skin arbitrary rest-frame points (e.g. garments on the body) with this body's joint transforms.
 
         Args:
             points: (B, N, 3) points in the shaped rest frame of ``betas``.
             weights: (N, 24) skinning weights of the points.
-            betas, body_pose, global_orient, transl: as in :meth:`forward`.
+            betas, body_pose, global_orient, transl, pose2rot: as in :meth:`forward`.
 
         Returns:
             (B, N, 3) posed points (no pose correctives), in the same frame as :meth:`forward`'s vertices.
         """
         _, joints = self.rest_body(betas)
-        rot = torch.cat([_as_rotmats(global_orient, 1), _as_rotmats(body_pose, NUM_BODY_JOINTS)], dim=1)
+        rot = torch.cat([_as_rotmats(global_orient, 1, pose2rot, "global_orient"),
+                         _as_rotmats(body_pose, NUM_BODY_JOINTS, pose2rot, "body_pose")], dim=1)
         _, rel = batch_rigid_transform(rot, joints, self.layer.parents, dtype=points.dtype)
         transforms = torch.einsum("nj,bjkl->bnkl", weights.to(points.dtype), rel)
         posed = torch.einsum("bnkl,bnl->bnk", transforms[..., :3, :3], points) + transforms[..., :3, 3]

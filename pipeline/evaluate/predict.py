@@ -142,7 +142,7 @@ def pose_neutral(body: BodyModel, rotmat: torch.Tensor, betas: torch.Tensor) -> 
     """Neutral-model vertices (B, V, 3) and H36M joints (B, 17, 3) for rotations (B, 24, 3, 3) and betas."""
     if body.h36m_regressor is None:
         raise ValueError(f"body model {body.model_path} has no H36M regressor; build it with joint_regressors=")
-    out = body(betas=betas, body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1])
+    out = body(betas=betas, body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1], pose2rot=False)
     return out.vertices, out.joints_h36m
 
 

@@ -36,7 +36,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.body.model import BodyModel
-from pipeline.evaluate.predict import Predictions, pose_neutral
+from pipeline.evaluate.predict import Predictions
 from pipeline.io.images import read_image_rgb, tile_images
 from pipeline.io.spin_npz import SPIN_BOX_PX, PersonDataset
 from pipeline.render.camera import CROP_SIZE, FOCAL_LENGTH, weak_perspective_to_translation
@@ -177,7 +177,7 @@ def ground_truth_meshes(data: PersonDataset, index: np.ndarray, body_models: Map
 
     Each sample is posed with its gendered model (neutral when the gender is unknown) from ``pose``/``shape``;
     its camera is :func:`fit_weak_perspective` of the model's SPIN-24 joints to the annotated ``part``
-    keypoints (None when fewer than :data:`MIN_FIT_KEYPOINTS` are visible or there is no SPIN regressor).
+    keypoints (None when fewer than :data:`MIN_FIT_KEYPOINTS` are visible or there are no SPIN regressors).
 
     Returns:
         ``(vertices, cams)``: per sample (V, 3) float32 metres or None (no SMPL ground truth), and (3,) or None.
@@ -195,12 +195,14 @@ def ground_truth_meshes(data: PersonDataset, index: np.ndarray, body_models: Map
         model = body_models[GENDER_MODELS.get(str(data.gender[i]).strip().lower(), "neutral")]
         rot = batch_rodrigues(torch.as_tensor(data.pose[i], dtype=torch.float32).reshape(-1, 3))[None]
         betas = torch.as_tensor(data.shape[i], dtype=torch.float32)[None]
-        v = pose_neutral(model, rot, betas)[0][0].numpy()
-        verts[k] = v
+        with torch.no_grad():
+            posed = model(betas=betas, body_pose=rot[:, 1:], global_orient=rot[:, :1], pose2rot=False)
+        verts[k] = posed.vertices[0].numpy()
         part = data.part[i]
-        if (data.present.get("part") and model.spin_regressor is not None
+        if (data.present.get("part") and posed.joints_spin is not None
                 and int((part[:, 2] > 0).sum()) >= MIN_FIT_KEYPOINTS):
-            cams[k] = fit_weak_perspective(model.spin_regressor.numpy() @ v, part, data.center[i], float(data.scale[i]))
+            cams[k] = fit_weak_perspective(posed.joints_spin[0].double().numpy(), part, data.center[i],
+                                           float(data.scale[i]))
     return verts, cams
 
 

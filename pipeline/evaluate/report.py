@@ -369,8 +369,10 @@ def plot_per_joint(per_joint: pd.DataFrame, dataset: str) -> bytes:
 
 
 def _curve_series(frame: pd.DataFrame, x_name: str | None) -> list[str]:
-    """Numeric columns to draw: validation metrics first (:data:`VALIDATION_PREFIX`), then the others."""
-    numeric = [c for c in frame.columns if c != x_name and pd.api.types.is_numeric_dtype(frame[c])]
+    """Numeric columns with at least one value to draw (a protocol without PVE leaves ``val_pve_mm`` empty):
+    validation metrics first (:data:`VALIDATION_PREFIX`), then the others."""
+    numeric = [c for c in frame.columns if c != x_name and pd.api.types.is_numeric_dtype(frame[c])
+               and frame[c].notna().any()]
     val = [c for c in numeric if c.startswith(VALIDATION_PREFIX)]
     return [*val, *(c for c in numeric if c not in val)]
 

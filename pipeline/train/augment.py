@@ -7,7 +7,7 @@ flip with probability 0.5; per-channel pixel noise ``U[1 − n, 1 + n]`` (n = 0.
 The geometric part is one affine (:func:`pipeline.train.crop.crop_affine`) applied to the image, the 2D
 keypoints and the masks alike. A mirror also swaps left and right, which the labels must follow:
 
-* 2D keypoints / 3D joints: SPIN's ``J24_FLIP_PERM`` (the 3D x coordinate negated);
+* 2D keypoints / 3D joints: SPIN's ``J49_FLIP_PERM`` / ``J24_FLIP_PERM`` (the 3D x coordinate negated);
 * SMPL pose: ``SMPL_POSE_FLIP_PERM`` with the y, z axis-angle components negated;
 * **masks** (the official DSR code forgot this): DSR-C class maps through the mapping's class permutation
   (LeftArm ↔ RightArm for ``official8``; identity for Table I), the ``valid_mc`` flags through
@@ -21,11 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.body.joints import J24_FLIP_PERM, SMPL_POSE_FLIP_PERM, SMPL_POSE_FLIP_SIGN
+from pipeline.body.joints import J24_FLIP_PERM, J49_FLIP_PERM, SMPL_POSE_FLIP_PERM, SMPL_POSE_FLIP_SIGN
 from pipeline.train.crop import rotation_z
 from pipeline.train.settings import AugmentSettings
 
 _J24_PERM = np.asarray(J24_FLIP_PERM)
+_J49_PERM = np.asarray(J49_FLIP_PERM)
 _POSE_PERM = np.asarray(SMPL_POSE_FLIP_PERM)
 _POSE_SIGN = np.asarray(SMPL_POSE_FLIP_SIGN)
 
@@ -59,8 +60,12 @@ def sample_augmentation(rng: np.random.Generator, settings: AugmentSettings) -> 
 
 
 def flip_keypoints_labels(keypoints: np.ndarray) -> np.ndarray:
-    """Permute SPIN-24 keypoints (24, k) after a mirror; coordinates must already be mirrored (by the affine)."""
-    return np.asarray(keypoints)[_J24_PERM]
+    """Permute SPIN's 49 (or 24 ground-truth) keypoints (49|24, k) after a mirror (``J49_FLIP_PERM`` /
+    ``J24_FLIP_PERM``); coordinates must already be mirrored (by the affine)."""
+    keypoints = np.asarray(keypoints)
+    if len(keypoints) not in (len(_J49_PERM), len(_J24_PERM)):
+        raise ValueError(f"expected 49 or 24 keypoints, got {len(keypoints)}")
+    return keypoints[_J49_PERM if len(keypoints) == len(_J49_PERM) else _J24_PERM]
 
 
 def flip_joints_3d(joints: np.ndarray) -> np.ndarray:

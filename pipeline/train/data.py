@@ -6,7 +6,7 @@ One item (all numpy, collated into tensors by the DataLoader):
 key            shape / dtype         meaning
 ============== ===================== =====================================================================
 img            (3, S, S) float32     ImageNet-normalised crop (S = ``image_size``)
-keypoints      (24, 3) float32       SPIN-24 ``(x, y, conf)`` in normalised crop coordinates ([-1, 1])
+keypoints      (49, 3) float32       SPIN's 49 ``(x, y, conf)`` (25 OpenPose, 24 GT), normalised crop coords
 pose           (72,) float32         SMPL axis-angle (camera frame, augmented); ``has_smpl``
 betas          (10,) float32
 joints_3d      (24, 4) float32       ``S`` (metres, camera frame, augmented) + confidence; ``has_pose_3d``
@@ -122,7 +122,7 @@ class SampleSource:
         d, s = self.data, self.image_size
         affine = crop_affine(d.center[i], float(d.scale[i]), s, rot=aug.rot, zoom=aug.zoom, flip=aug.flip)
         img = normalize_image(warp_image(self.image(i), affine, s), np.asarray(aug.pixel_noise))
-        kp = np.array(d.part[i], dtype=np.float64)
+        kp = np.concatenate([d.openpose[i], d.part[i]]).astype(np.float64)
         kp[:, :2] = pixels_to_normalized(transform_points(kp[:, :2], affine), s)
         pose, joints_3d = augment_targets(d.pose[i], d.S[i], aug)
         if aug.flip:

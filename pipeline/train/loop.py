@@ -3,13 +3,17 @@
 Per step (SPIN's trainer plus the DSR terms, ../shared/reference/DSR_SPIN_EFT_NOTES.md A.6–A.9, C.6):
 
 1. HMR regresses rotations, betas and the weak-perspective camera from the augmented crops;
-2. the neutral body model gives vertices and SPIN's 24 joints (``spin_part`` regressor);
-3. standard terms: 2D keypoints (projected with SPIN's f = 5000 px camera), pelvis-centred 3D joints, SMPL
-   rotation-matrix and betas MSE, camera scale term;
+2. the neutral body model gives vertices and SPIN's 49 joints (:mod:`pipeline.body.spin_joints`);
+3. standard terms: 2D keypoints over the 49 (projected with SPIN's f = 5000 px camera; OpenPose confidences
+   × ``openpose_train_weight``), pelvis-centred 3D joints (the 24 ground-truth ones), SMPL rotation-matrix and
+   betas MSE, camera scale term;
 4. from ``dsr_start_iter`` on, the run's DSR terms: one soft render of the body with per-face textures
    (DSR-MC: the prior summed over the sample's valid MC labels; DSR-C: the prior summed per class; MVP: the
    argmax prior) at ``render_size`` pixels, compared with the sample's masks;
 5. Adam step.
+
+Validation on held-out samples runs through the test protocols (:func:`protocol_errors`), so its step-0 point
+is the ``mean-params`` / ``pretrained`` evaluation rows' definition.
 
 Exact resume: ``checkpoints/last.pt`` holds model, optimiser, step and the torch RNG (dropout); data are a
 pure function of ``(seed, step)`` (:mod:`pipeline.train.data`). A checkpoint is only resumed when its settings
@@ -34,13 +38,15 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pipeline.body.joints import J24_TO_J14
 from pipeline.body.model import BodyModel
-from pipeline.evaluate.metrics import mpjpe, pa_mpjpe
+from pipeline.evaluate.protocols import evaluate_3dpw, evaluate_h36m
+from pipeline.io.spin_npz import PersonDataset
 from pipeline.losses.composite import LossWeights, dsr_enabled, total_loss
 from pipeline.losses.dsr import argmax_prior, distance_to_mask, get_dsr_loss
 from pipeline.losses.standard import (
-    PELVIS_JOINTS,
+    GT_TRAIN_WEIGHT,
+    NUM_OPENPOSE_JOINTS,
+    OPENPOSE_TRAIN_WEIGHT,
     camera_loss,
     keypoint_2d_loss,
     keypoint_3d_loss,
@@ -77,6 +83,8 @@ log = logging.getLogger(__name__)
 
 #: DSR terms rendered from the MC texture (the prior summed over the sample's valid MC labels).
 MC_TERMS: tuple[str, ...] = ("dsr_mc", "soft_distm")
+#: Key of :func:`dsr_terms`'s counts: samples with a cleaned mask but no valid DSR-MC label.
+NO_MC_COUNT: str = "dsr_c_no_mc"
 # ------------------------------------------------------------------------------------------------ set-up
 def _sources(settings: TrainSettings, need_masks: bool) -> tuple[list[SampleSource], SampleSource | None, np.ndarray]:
     """Training sources, the validation source (a view of one of them, no augmentation) and its indices."""
@@ -165,20 +173,24 @@ class PriorTextures:
 def predict_body(model: HMR, body: BodyModel, images: torch.Tensor) -> tuple[HMROutput, Any, torch.Tensor]:
     """Regressor + body model: output, posed body and the camera translation."""
     out = model(images)
-    posed = body(betas=out.pred_betas, body_pose=out.pred_rotmat[:, 1:], global_orient=out.pred_rotmat[:, :1])
+    posed = body(betas=out.pred_betas, body_pose=out.pred_rotmat[:, 1:], global_orient=out.pred_rotmat[:, :1],
+                 pose2rot=False)
     return out, posed, weak_perspective_to_translation(out.pred_cam)
 
 
-def standard_terms(out: HMROutput, posed: Any, cam_t: torch.Tensor, batch: Mapping[str, torch.Tensor]
+def standard_terms(out: HMROutput, posed: Any, cam_t: torch.Tensor, batch: Mapping[str, torch.Tensor], *,
+                   openpose_weight: float = OPENPOSE_TRAIN_WEIGHT, gt_weight: float = GT_TRAIN_WEIGHT
                    ) -> dict[str, torch.Tensor]:
-    """SPIN's terms (weights applied in :func:`pipeline.losses.composite.total_loss`)."""
-    joints = posed.joints_spin
-    kp = pixels_to_normalized(perspective_projection(joints, cam_t), CROP_SIZE)
+    """SPIN's terms (weights applied in :func:`pipeline.losses.composite.total_loss`): the 2D term over SPIN's 49
+    keypoints (OpenPose confidences × ``openpose_weight``, ground-truth ones × ``gt_weight``, mean over all 49),
+    the 3D term over the 24 ground-truth joints."""
+    kp = pixels_to_normalized(perspective_projection(posed.joints_j49, cam_t), CROP_SIZE)
     loss_pose, loss_betas = smpl_param_loss(out.pred_rotmat, out.pred_betas, batch["pose"], batch["betas"],
                                             batch["has_smpl"])
     return {
-        "keypoint_2d": keypoint_2d_loss(kp, batch["keypoints"], num_openpose=0),
-        "keypoint_3d": keypoint_3d_loss(joints, batch["joints_3d"], batch["has_pose_3d"]),
+        "keypoint_2d": keypoint_2d_loss(kp, batch["keypoints"], openpose_weight=openpose_weight, gt_weight=gt_weight,
+                                        num_openpose=NUM_OPENPOSE_JOINTS),
+        "keypoint_3d": keypoint_3d_loss(posed.joints_spin, batch["joints_3d"], batch["has_pose_3d"]),
         "smpl_pose": loss_pose,
         "smpl_betas": loss_betas,
         "camera": camera_loss(out.pred_cam),
@@ -187,7 +199,9 @@ def standard_terms(out: HMROutput, posed: Any, cam_t: torch.Tensor, batch: Mappi
 
 def dsr_terms(settings: TrainSettings, prior: PriorTextures, vertices: torch.Tensor, faces: torch.Tensor,
               cam_t: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
-    """Render once, then every enabled DSR term; returns the terms and their valid-sample counts."""
+    """Render once, then every enabled DSR term; returns the terms and their valid-sample counts, plus under
+    :data:`NO_MC_COUNT` the samples with a cleaned mask but no valid DSR-MC label (DSR-C applies to them unless
+    ``settings.dsr_c_requires_mc``, the official code's choice)."""
     terms = settings.dsr_terms
     valid_mc = batch["valid_mc"]
     textures, where = prior.textures(terms, valid_mc)
@@ -214,7 +228,8 @@ def dsr_terms(settings: TrainSettings, prior: PriorTextures, vertices: torch.Ten
             loss, n = get_dsr_loss(term)(images[:, where["mvp"]][:, 0], batch["mask_mc"], mc_valid,
                                          valid_pixels=known, reduction=red)
         elif term == "dsr_c":
-            loss, n = get_dsr_loss(term)(images[:, where["c"]], batch["mask_c"], known, valid=has, reduction=red,
+            loss, n = get_dsr_loss(term)(images[:, where["c"]], batch["mask_c"], known,
+                                         valid=mc_valid if settings.dsr_c_requires_mc else has, reduction=red,
                                          check_labels=False)
         elif term == "dsr_fb":
             person = (batch["mask_c"] > 0).to(silhouette.dtype)
@@ -224,36 +239,59 @@ def dsr_terms(settings: TrainSettings, prior: PriorTextures, vertices: torch.Ten
             raise ValueError(f"unknown DSR term {term!r}")
         out[term] = loss
         counts[term] = int(n)
+    counts[NO_MC_COUNT] = int((has & ~mc_valid).sum())
     return out, counts
 
 
 # -------------------------------------------------------------------------------------------- validation
 @torch.no_grad()
 def validate(model: HMR, body: BodyModel, source: SampleSource, index: np.ndarray, batch_size: int,
-             device: torch.device) -> dict[str, float]:
-    """MPJPE / PA-MPJPE (mm, 14 LSP joints, hip-centred) on held-out samples, no augmentation."""
+             device: torch.device, gt_models: Mapping[str, BodyModel] | None = None) -> dict[str, float]:
+    """Errors (mm) on held-out samples, no augmentation, through the test protocols
+    (:func:`protocol_errors`): ``val_mpjpe_mm``, ``val_pa_mpjpe_mm`` and ``val_pve_mm`` (NaN without it)."""
     was_training = model.training
     model.eval()
-    pred, gt = [], []
+    vertices, joints = [], []
     for start in range(0, len(index), batch_size):
         items = [source.item(int(i)) for i in index[start:start + batch_size]]
         images = torch.as_tensor(np.stack([it["img"] for it in items]), device=device)
         _, posed, _ = predict_body(model, body, images)
-        pred.append(posed.joints_spin.cpu().double().numpy())
-        gt.append(np.stack([it["joints_3d"][:, :3] for it in items]).astype(np.float64))
+        vertices.append(posed.vertices.cpu().numpy())
+        joints.append(posed.joints_h36m.cpu().numpy())
     model.train(was_training)
-    return joint_errors_mm(np.concatenate(pred), np.concatenate(gt), prefix="val_")
+    return protocol_errors(np.concatenate(vertices), np.concatenate(joints), source.data.subset(index), gt_models,
+                           prefix="val_")
 
 
-def joint_errors_mm(pred: np.ndarray, gt: np.ndarray, prefix: str = "") -> dict[str, float]:
-    """Mean MPJPE and PA-MPJPE (mm) of (N, 24, 3) SPIN joints on the 14 LSP joints, centred on the mid-hip."""
-    a, b = PELVIS_JOINTS
-    p = np.asarray(pred, dtype=np.float64)
-    g = np.asarray(gt, dtype=np.float64)
-    p = (p - 0.5 * (p[:, a] + p[:, b])[:, None])[:, list(J24_TO_J14)]
-    g = (g - 0.5 * (g[:, a] + g[:, b])[:, None])[:, list(J24_TO_J14)]
-    return {f"{prefix}mpjpe_mm": float(mpjpe(p, g).mean() * 1000.0),
-            f"{prefix}pa_mpjpe_mm": float(pa_mpjpe(p, g).mean() * 1000.0)}
+def uses_3dpw_protocol(data: PersonDataset) -> bool:
+    """Whether held-out samples of ``data`` are scored with the 3DPW protocol (every sample has SMPL ground
+    truth and a gender) rather than the Human3.6M one on ``S``."""
+    return bool(data.present.get("gender") and data.present.get("pose") and len(data) and data.has_smpl.all())
+
+
+def protocol_errors(pred_vertices: np.ndarray, pred_joints_h36m: np.ndarray, data: PersonDataset,
+                    gt_models: Mapping[str, BodyModel] | None, prefix: str = "") -> dict[str, float]:
+    """Mean MPJPE / PA-MPJPE / PVE (mm) of predictions for ``data`` by the evaluation's own protocol functions.
+
+    Samples with SMPL ground truth and gender (:func:`uses_3dpw_protocol`) follow the 3DPW protocol (gendered
+    GT meshes, H36M regressor, pelvis = joint 0, PVE without alignment; needs ``gt_models`` male and female);
+    otherwise the Human3.6M protocol 1 on ``S`` (14 joints, no PVE). The training curve's step-0 point is
+    therefore the ``mean-params`` / ``pretrained`` rows' own definition.
+
+    Args:
+        pred_vertices: (N, V, 3) neutral-model vertices, metres. pred_joints_h36m: (N, 17, 3), metres.
+    """
+    if uses_3dpw_protocol(data):
+        if gt_models is None:
+            raise ValueError("3DPW-protocol validation needs the male and female body models")
+        result = evaluate_3dpw(pred_vertices, data.pose, data.shape, data.gender, gt_models)
+    elif data.has_3d.all():
+        result = evaluate_h36m(pred_joints_h36m, data.S, protocol=1)
+    else:
+        raise ValueError(f"validation samples need 3D joints (S) or SMPL parameters with gender; "
+                         f"{int((~data.has_3d).sum())} of {len(data)} have neither")
+    return {f"{prefix}mpjpe_mm": result.mpjpe_mm, f"{prefix}pa_mpjpe_mm": result.pa_mpjpe_mm,
+            f"{prefix}pve_mm": result.pve_mm}
 
 
 # --------------------------------------------------------------------------------------------- logging
@@ -335,8 +373,12 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
     weights = LossWeights.from_dict(settings.loss_weights)
 
     body = BodyModel(paths.body_models, "neutral", joint_regressors=paths.joint_regressors).to(device)
-    if body.spin_regressor is None:
-        raise ValueError(f"{paths.joint_regressors}: no 'spin_part' regressor; training needs SPIN's 24 joints")
+    if body.extra_regressor is None:
+        raise ValueError(f"{paths.joint_regressors}: no joint regressors; training needs SPIN's 49 joints")
+    gt_models = None
+    if val_source is not None and uses_3dpw_protocol(val_source.data.subset(val_index)):
+        gt_models = {g: BodyModel(paths.body_models, g, joint_regressors=paths.joint_regressors)
+                     for g in ("male", "female")}
     faces = body.faces
     prior = None
     if need_dsr:
@@ -379,7 +421,8 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
 
     term_names = ["keypoint_2d", "keypoint_3d", "smpl_pose", "smpl_betas", "camera", *settings.dsr_terms]
     columns = ["step", "phase", "total", "lr", "grad_norm", *term_names, *[f"n_valid_{t}" for t in settings.dsr_terms],
-               *[f"n_skipped_{t}" for t in settings.dsr_terms], "samples_per_s", "val_mpjpe_mm", "val_pa_mpjpe_mm"]
+               *[f"n_skipped_{t}" for t in settings.dsr_terms], *([f"n_{NO_MC_COUNT}"] if "dsr_c" in settings.dsr_terms else []),
+               "samples_per_s", "val_mpjpe_mm", "val_pa_mpjpe_mm", "val_pve_mm"]
     # The log lives beside last.pt (Snakemake deletes a rerun job's outputs; the log must survive with the
     # checkpoint) and is copied to metrics.csv at the end.
     table = MetricsTable(ckpt_dir / "metrics.csv", columns, start)
@@ -404,7 +447,8 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
         })
 
     def run_validation(step: int) -> dict[str, float]:
-        metrics = validate(model, body, val_source, val_index, settings.batch_size, device)  # type: ignore[arg-type]
+        metrics = validate(model, body, val_source, val_index, settings.batch_size, device,  # type: ignore[arg-type]
+                           gt_models)
         table.append({"step": step, "phase": "val", **metrics})
         for k, v in metrics.items():
             tb.add_scalar(f"val/{k}", v, step)
@@ -429,7 +473,8 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
     for raw in loader:
         batch = to_tensors(raw, device)
         out, posed, cam_t = predict_body(model, body, batch["img"])
-        terms = standard_terms(out, posed, cam_t, batch)
+        terms = standard_terms(out, posed, cam_t, batch, openpose_weight=settings.openpose_train_weight,
+                               gt_weight=settings.gt_train_weight)
         dsr_counts: dict[str, int] = {}
         if need_dsr and dsr_enabled(step, settings.dsr_start_iter):
             extra, dsr_counts = dsr_terms(settings, prior, posed.vertices, faces, cam_t, batch)  # type: ignore[arg-type]
@@ -452,6 +497,9 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
 
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + float(v)
+        no_mc = dsr_counts.pop(NO_MC_COUNT, 0)
+        if "dsr_c" in dsr_counts:
+            sums[f"n_{NO_MC_COUNT}"] = sums.get(f"n_{NO_MC_COUNT}", 0.0) + no_mc
         for t, n in dsr_counts.items():
             counts_total[t] += n
             skipped_total[t] += settings.batch_size - n

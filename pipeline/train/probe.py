@@ -1,8 +1,8 @@
 """Can the regressor learn? Fit one fixed batch and watch its training-set error (issue #15's probe).
 
 :func:`fit_fixed_batch` trains a model on the same samples for a number of steps with the run's standard
-terms (dropout off, BatchNorm in training mode) and returns the batch's MPJPE / PA-MPJPE (mm, LSP-14 joints,
-mid-hip centred, network in eval mode) along the way. Without augmentation a working pipeline drives the
+terms (dropout off, BatchNorm in training mode) and returns the batch's MPJPE / PA-MPJPE (mm, by the
+Human3.6M test protocol on the batch's ``joints_3d``, network in eval mode) along the way. Without augmentation a working pipeline drives the
 training-set error towards zero; ``tests/test_train.py`` keeps that as a guard and
 ``benchmarks/probe_learning.py`` runs it at demo size, with and without augmentation.
 """
@@ -16,19 +16,21 @@ import torch
 from pipeline.body.model import BodyModel
 from pipeline.losses.composite import LossWeights, total_loss
 from pipeline.model.hmr import HMR
-from pipeline.train.loop import joint_errors_mm, predict_body, standard_terms
+from pipeline.evaluate.protocols import evaluate_h36m
+from pipeline.train.loop import predict_body, standard_terms
 
 Batch = Mapping[str, torch.Tensor]
 
 
 def batch_errors(model: HMR, body: BodyModel, batch: Batch) -> dict[str, float]:
-    """MPJPE / PA-MPJPE (mm) of ``batch`` (its ``joints_3d``), network in eval mode."""
+    """MPJPE / PA-MPJPE (mm) of ``batch`` against its ``joints_3d`` (Human3.6M protocol), network in eval mode."""
     was_training = model.training
     model.eval()
     with torch.no_grad():
         _, posed, _ = predict_body(model, body, batch["img"])
     model.train(was_training)
-    return joint_errors_mm(posed.joints_spin.numpy(), batch["joints_3d"][..., :3].numpy())
+    result = evaluate_h36m(posed.joints_h36m.numpy(), batch["joints_3d"].numpy(), protocol=1)
+    return {"mpjpe_mm": result.mpjpe_mm, "pa_mpjpe_mm": result.pa_mpjpe_mm}
 
 
 def fit_fixed_batch(model: HMR, body: BodyModel, clean: Batch, *, steps: int, lr: float,

@@ -20,7 +20,8 @@ from pipeline.train.runs import parse_run
 #: SPIN/DSR crop side.
 CROP_SIZE: int = 224
 #: Settings that only matter to runs with DSR terms (left out of an SD run's result settings).
-DSR_ONLY_SETTINGS: tuple[str, ...] = ("render_size", "dsr_start_iter", "dsr_reduction", "fb_metric", "renderer")
+DSR_ONLY_SETTINGS: tuple[str, ...] = ("render_size", "dsr_start_iter", "dsr_reduction", "fb_metric", "dsr_c_requires_mc",
+                                       "renderer")
 #: Loss weights that only matter to DSR runs.
 DSR_WEIGHTS: tuple[str, ...] = ("dsr_mc", "dsr_c", "dsr_fb", "soft_distm", "mvp")
 
@@ -71,10 +72,14 @@ class TrainSettings:
         warmup_steps: linear learning-rate warm-up from 0; lr_final_factor: cosine decay from ``lr`` to
             ``lr · lr_final_factor`` over the remaining steps (1 = constant, SPIN); see :meth:`lr_at`.
         grad_clip_norm: clip the global gradient norm to this (0 = off, SPIN); the norm is logged either way.
+        openpose_train_weight, gt_train_weight: SPIN's multipliers of the 2D keypoint confidences of the 25
+            OpenPose and the 24 ground-truth joints (0 and 1); the 2D term averages over all 49.
         backbone: ``resnet50`` (paper) or ``resnet18``; n_iter: regressor iterations; num_betas.
         image_size: crop side fed to the network (224 in the paper); render_size: DSR render/mask side.
         dsr_start_iter: first step with DSR terms (paper: 10K); loss_weights: :class:`LossWeights` overrides.
         dsr_reduction: ``valid_mean`` or ``batch_mean`` (official); fb_metric: DSR-FB metric.
+        dsr_c_requires_mc: apply DSR-C only to samples that also have a valid DSR-MC mask (the official code,
+            which skips both terms together) instead of every sample with a cleaned mask.
         renderer: ``{"backend", "sigma", "gamma"}`` of :func:`pipeline.render.soft.render_semantics`.
         datasets: the mix; ratios: sampling probability per dataset.
         augment: SPIN augmentation; val_dataset / val_fraction: held-out validation samples (None: none).
@@ -94,6 +99,8 @@ class TrainSettings:
     warmup_steps: int = 0
     lr_final_factor: float = 1.0
     grad_clip_norm: float = 0.0
+    openpose_train_weight: float = 0.0
+    gt_train_weight: float = 1.0
     backbone: str = "resnet50"
     n_iter: int = 3
     num_betas: int = 10
@@ -103,6 +110,7 @@ class TrainSettings:
     loss_weights: Mapping[str, float] = field(default_factory=dict)
     dsr_reduction: str = "valid_mean"
     fb_metric: str = "soft_iou"
+    dsr_c_requires_mc: bool = False
     renderer: Mapping[str, Any] = field(default_factory=lambda: {"backend": "pairs", "sigma": 1e-5, "gamma": 1e-1})
     augment: AugmentSettings = AugmentSettings()
     val_dataset: str | None = None
@@ -210,11 +218,13 @@ def settings_from_config(train_cfg: Mapping[str, Any], train_datasets: Mapping[s
         lr=float(train_cfg["lr"]), weight_decay=float(train_cfg["weight_decay"]),
         warmup_steps=int(train_cfg["warmup_steps"]), lr_final_factor=float(train_cfg["lr_final_factor"]),
         grad_clip_norm=float(train_cfg["grad_clip_norm"]),
-        backbone=train_cfg["backbone"],
+        openpose_train_weight=float(train_cfg["openpose_train_weight"]),
+        gt_train_weight=float(train_cfg["gt_train_weight"]), backbone=train_cfg["backbone"],
         n_iter=int(train_cfg["n_iter"]), image_size=int(train_cfg["image_size"]),
         render_size=int(train_cfg["render_size"]), dsr_start_iter=int(train_cfg["dsr_start_iter"]),
         loss_weights=dict(train_cfg["loss_weights"]), dsr_reduction=train_cfg["dsr_reduction"],
-        fb_metric=train_cfg["fb_metric"], renderer=dict(train_cfg["renderer"]),
+        fb_metric=train_cfg["fb_metric"], dsr_c_requires_mc=bool(train_cfg["dsr_c_requires_mc"]),
+        renderer=dict(train_cfg["renderer"]),
         augment=AugmentSettings(**train_cfg["augmentation"]),
         val_dataset=val["dataset"] if val["dataset"] in mix else None, val_fraction=float(val["fraction"]),
         checkpoint_every=int(train_cfg["checkpoint_every"]), val_every=int(val["every"]),

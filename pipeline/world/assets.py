@@ -39,7 +39,7 @@ REAL_SLOTS: tuple[AssetSlot, ...] = (
     AssetSlot(
         "assets.joint_regressors",
         Path.is_file,
-        "an npz with `h36m` [17,V] and `spin_part` [24,V] vertex regressors, built from SPIN's "
+        "an npz with `h36m` [17,V], `extra` [9,V] and `vertex_joints` [11,V] vertex regressors, built from SPIN's "
         "J_regressor_h36m.npy / J_regressor_extra.npy (SPIN's fetch_data.sh, data/ folder)",
     ),
 )

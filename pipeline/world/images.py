@@ -27,7 +27,7 @@ from pipeline.parsing.labels import CIHP_LABELS, NUM_LABELS, PALETTE
 from pipeline.render.offscreen import Camera, Lighting, MeshData, SceneRenderer, intrinsics, look_at, render_label_map
 from pipeline.runtime import stage_seed
 from pipeline.world.backgrounds import random_background
-from pipeline.world.keypoints import OP_FEET, OPENPOSE_FROM_PART, PELVIS_MPII, foot_points, keypoint_bbox
+from pipeline.world.keypoints import PELVIS_MPII, keypoint_bbox
 from pipeline.world.parser_noise import ParserNoise, apply_parser_noise
 from pipeline.world.scans import Person, make_person
 
@@ -75,9 +75,10 @@ def split_spec(name: str, group: str, settings: dict, fmt: str) -> SplitSpec:
 
 def pretrain_spec(shard: int, count: int, distractor_prob: float, occluder_prob: float) -> SplitSpec:
     """One shard of the pretraining set (the open world's stand-in for the data SPIN's checkpoint was trained
-    on): SPIN npz with every training key, no label maps; shard ``k`` is split ``pretrain_k``."""
+    on): SPIN npz with every training key and the gender (so that its validation can follow the 3DPW test
+    protocol, PVE included), no label maps; shard ``k`` is split ``pretrain_k``."""
     return SplitSpec(name=f"pretrain_{shard}", count=count, distractor_prob=distractor_prob,
-                     occluder_prob=occluder_prob, fmt="spin_npz", keys="train", labels=False)
+                     occluder_prob=occluder_prob, fmt="spin_npz", keys="train_gendered", labels=False)
 
 
 def _box_mesh(centre: np.ndarray, size: np.ndarray, yaw: float) -> tuple[np.ndarray, np.ndarray]:
@@ -126,8 +127,8 @@ class RenderedSample:
     visible_mask: np.ndarray  # pixels where the main person is the nearest surface
     camera: Camera
     person: Person
-    joints_spin: np.ndarray  # (24, 3) world
-    feet: np.ndarray  # (6, 3) world
+    joints_spin: np.ndarray  # (24, 3) world, SPIN's ground-truth joints
+    joints_openpose: np.ndarray  # (25, 3) world, SPIN's OpenPose joints
 
 
 def render_sample(models: dict[str, BodyModel], renderer: SceneRenderer, spec: SplitSpec, rng: np.random.Generator,
@@ -160,15 +161,16 @@ def render_sample(models: dict[str, BodyModel], renderer: SceneRenderer, spec: S
     labels, owner = render_label_map(meshes, camera, renderer=renderer)
     own, _ = render_label_map(meshes[:1], camera, renderer=renderer)
     model = models[person.gender]
-    joints_spin = np.einsum("jv,vc->jc", model.spin_regressor.numpy(), person.body_vertices)
     with torch.no_grad():
         posed = model(betas=torch.as_tensor(person.betas[None], dtype=torch.float32),
                       body_pose=torch.as_tensor(person.body_pose[None], dtype=torch.float32),
                       global_orient=torch.as_tensor(person.global_orient[None], dtype=torch.float32),
-                      transl=torch.as_tensor(person.transl[None], dtype=torch.float32)).joints[0].numpy()
-    feet = foot_points(person.body_vertices, model.vertex_part.numpy(), posed)
+                      transl=torch.as_tensor(person.transl[None], dtype=torch.float32))
+    if posed.joints_j49 is None:
+        raise ValueError("the body models were loaded without joint regressors; SPIN's joints need them")
     return RenderedSample(rgb=rgb, labels_gt=labels, person_mask=own > 0, visible_mask=owner == 0,
-                          camera=camera, person=person, joints_spin=joints_spin, feet=feet)
+                          camera=camera, person=person, joints_spin=posed.joints_spin[0].double().numpy(),
+                          joints_openpose=posed.joints_openpose[0].double().numpy())
 
 
 def _project_visible(sample: RenderedSample, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -186,12 +188,8 @@ def annotate(sample: RenderedSample, rng: np.random.Generator) -> dict[str, np.n
     cam = sample.camera
     uv, inside, visible = _project_visible(sample, sample.joints_spin)
     part = np.c_[uv, visible.astype(np.float64)]
-    openpose = np.zeros((25, 3))
-    for k, src in enumerate(OPENPOSE_FROM_PART):
-        if src >= 0:
-            openpose[k] = part[src]
-    fuv, _, fvis = _project_visible(sample, sample.feet)
-    openpose[list(OP_FEET)] = np.c_[fuv, fvis.astype(np.float64)]
+    op_uv, _, op_visible = _project_visible(sample, sample.joints_openpose)
+    openpose = np.c_[op_uv, op_visible.astype(np.float64)]
     detected = openpose[:, 2] > 0
     openpose[detected, :2] += rng.normal(0, OPENPOSE_NOISE_PX, (detected.sum(), 2))
     openpose[detected, 2] = rng.uniform(0.45, 0.95, detected.sum())

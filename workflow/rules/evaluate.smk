@@ -20,6 +20,7 @@ rule predict_test_split:
             "train/checkpoint.py",
             "model/hmr.py",
             "body/model.py",
+            "body/spin_joints.py",
         ),
     output:
         "results/eval/{dataset}/{run}.predictions.npz",

@@ -21,6 +21,9 @@ rule train_regressor:
             "losses/composite.py",
             "render/soft.py",
             "render/camera.py",
+            "body/model.py",
+            "body/spin_joints.py",
+            "evaluate/protocols.py",
         ),
     output:
         final="results/train/{run}/checkpoints/final.pt",

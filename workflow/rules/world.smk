@@ -6,7 +6,12 @@ include: "world_inputs.smk"
 
 rule build_body_model:
     input:
-        code=code("body/anny_build.py", "body/parts.py", "body/joints.py"),
+        code=code(
+            "body/anny_build.py",
+            "body/parts.py",
+            "body/joints.py",
+            "body/spin_joints.py",
+        ),
     output:
         models=expand(
             "resources/body_models/SMPL_{gender}.{ext}",
@@ -66,6 +71,9 @@ for group, split in get_open_splits():
             regressors=rules.build_body_model.output.regressors,
             code=code(
                 "world/images.py",
+                "world/keypoints.py",
+                "body/model.py",
+                "body/spin_joints.py",
                 "world/scans.py",
                 "world/garments.py",
                 "world/parser_noise.py",
@@ -149,6 +157,9 @@ rule make_pretrain_images:
         regressors=rules.build_body_model.output.regressors,
         code=code(
             "world/images.py",
+            "world/keypoints.py",
+            "body/model.py",
+            "body/spin_joints.py",
             "world/scans.py",
             "world/garments.py",
             "world/backgrounds.py",
@@ -199,6 +210,9 @@ rule pretrain_regressor:
             "model/hmr.py",
             "losses/standard.py",
             "losses/composite.py",
+            "body/model.py",
+            "body/spin_joints.py",
+            "evaluate/protocols.py",
         ),
     output:
         checkpoint=PRETRAIN_CHECKPOINT,

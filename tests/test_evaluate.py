@@ -380,3 +380,19 @@ def test_report_cells_shorten_commits_and_format_millimetres() -> None:
     assert _format_cell("git_sha", "abc123") == ("abc123", False)
     assert _format_cell("mpjpe_mm", 290.81463) == ("290.8", True)
     assert _format_cell("pve_mm", float("nan")) == ("—", True)
+
+
+@pytest.mark.parametrize("batch_size", [3, 4, 7])
+def test_3dpw_gender_runs_of_three_in_a_chunk(tiny_models: dict, gt_3dpw: dict, batch_size: int) -> None:
+    """Issue #18: a chunk with exactly 3 samples of one gender poses a (3, 3) axis-angle global orientation,
+    once misread as a rotation matrix (RuntimeError). Genders m,m,m,f,f,f,m: every chunk size gives runs of 3."""
+    gt = {**gt_3dpw, "gender": np.array(["m", "m", "m", "f", "f", "f", "m"])}
+    verts = np.empty_like(gt["verts"])
+    for i, g in enumerate(gt["gender"]):
+        p = torch.as_tensor(gt["pose"][i : i + 1], dtype=torch.float32)
+        b = torch.as_tensor(gt["betas"][i : i + 1], dtype=torch.float32)
+        with torch.no_grad():
+            verts[i] = tiny_models["male" if g == "m" else "female"](
+                betas=b, body_pose=p[:, 3:], global_orient=p[:, :3]).vertices[0].numpy()
+    res = evaluate_3dpw(verts, gt["pose"], gt["betas"], gt["gender"], tiny_models, batch_size=batch_size)
+    assert res.n == 7 and res.mpjpe_mm < 1e-3 and res.pve_mm < 1e-3

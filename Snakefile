@@ -27,6 +27,10 @@ if config["world"] == "open":
 
     include: "workflow/rules/world.smk"
 
+else:
+
+    include: "workflow/rules/real.smk"
+
 
 rule all:
     default_target: True

@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 def test_defaults_are_filled() -> None:
     cfg = validate_config({})
     assert cfg["world"] == "open"
-    assert cfg["assets"]["body_models"] == "resources/body_models"
+    assert cfg["assets"]["body_models"] is None and cfg["assets"]["j_regressor_h36m"] is None
     assert cfg["open_world"]["body_model"]["n_shape_samples"] == 400
 
 

@@ -81,7 +81,7 @@ def _mean_params_result(workdir: Path, checkpoint: str | Path, split: str = "3dp
     cfg = validate_config(yaml.safe_load((workdir / "config/config.yaml").read_text()))
     test = cfg["assets"]["test_datasets"][split]
     data = read_dataset(workdir / test["annotations"], test["format"])
-    models = load_body_models(workdir / cfg["assets"]["body_models"], workdir / cfg["assets"]["joint_regressors"])
+    models = load_body_models(workdir / "resources/body_models", workdir / "resources/body_models/joint_regressors.npz")
     state = torch.load(workdir / checkpoint, map_location="cpu", weights_only=True)["model"]
     n = len(data)
     rot = rot6d_to_rotmat(state["init_pose"].reshape(1, 24, 6)).expand(n, -1, -1, -1)

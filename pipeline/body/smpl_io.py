@@ -18,6 +18,7 @@ On load the arrays are checked against each other: ``weights`` (V, J) with J = t
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import logging
 import pickle
@@ -36,9 +37,9 @@ REQUIRED_KEYS: tuple[str, ...] = ("v_template", "shapedirs", "posedirs", "J_regr
 #: Gender names accepted everywhere and the file stem for each.
 GENDERS: tuple[str, ...] = ("neutral", "male", "female")
 SMPL_OBTAIN_HINT = (
-    "SMPL is obtained from https://smpl.is.tue.mpg.de after registration "
-    "(download 'SMPL for Python', rename basicmodel_{neutral,m,f}_lbs_10_207_0_v1.1.0.pkl to "
-    "SMPL_{NEUTRAL,MALE,FEMALE}.pkl); the open world builds its own with `snakemake build_body_model`"
+    "SMPL is obtained from https://smpl.is.tue.mpg.de after registration (download 'SMPL for Python' "
+    "v1.1.0 and unpack its basicmodel_{neutral,m,f}_lbs_10_207_0_v1.1.0.pkl into the folder, names as they "
+    "come); the open world builds its own with `snakemake build_body_model`"
 )
 #: Joints of SMPL's kinematic tree (``kintree_table`` is (2, 24)).
 NUM_SMPL_JOINTS: int = 24
@@ -259,8 +260,19 @@ def load_smpl_arrays(path: str | Path, config_key: str = "assets.body_models") -
     return out
 
 
+#: File names of the official downloads, per gender, as they come (case-insensitive): SMPL for Python v1.1.0
+#: and v1.0.0 (male/female), SMPLify's neutral model, and smplx's renamed ``SMPL_{GENDER}.pkl``.
+OFFICIAL_NAME_PATTERNS: dict[str, tuple[str, ...]] = {
+    "neutral": ("basicmodel_neutral_lbs_10_207_0_v1.*.pkl",),
+    "male": ("basicmodel_m_lbs_10_207_0_v1.*.pkl",),
+    "female": ("basicmodel_f_lbs_10_207_0_v1.*.pkl",),
+}
+
+
 def find_model_file(folder: str | Path, gender: str, config_key: str = "assets.body_models") -> Path:
-    """Locate ``SMPL_{GENDER}.npz`` or ``.pkl`` in ``folder`` (npz preferred)."""
+    """Locate the ``gender`` model in ``folder``: ``SMPL_{GENDER}.npz`` or ``.pkl`` (npz preferred), else the
+    official download's own name (:data:`OFFICIAL_NAME_PATTERNS`, e.g. ``basicmodel_neutral_lbs_10_207_0_v1.1.0.pkl``;
+    the newest version when several are present)."""
     if gender not in GENDERS:
         raise ValueError(f"unknown gender {gender!r}; allowed: {list(GENDERS)}")
     folder = Path(folder)
@@ -268,8 +280,15 @@ def find_model_file(folder: str | Path, gender: str, config_key: str = "assets.b
         candidate = folder / f"SMPL_{gender.upper()}.{ext}"
         if candidate.is_file():
             return candidate
+    if folder.is_dir():
+        official = sorted((p for p in folder.iterdir() if p.is_file() and any(
+            fnmatch.fnmatch(p.name.lower(), pattern) for pattern in OFFICIAL_NAME_PATTERNS[gender])),
+            key=lambda p: p.name.lower())
+        if official:
+            return official[-1]
     raise BodyModelFileError(
-        f"{config_key}: no SMPL_{gender.upper()}.npz or .pkl in {folder}. {SMPL_OBTAIN_HINT}"
+        f"{config_key}: no SMPL_{gender.upper()}.npz / .pkl and no {OFFICIAL_NAME_PATTERNS[gender][0]} in {folder}. "
+        f"{SMPL_OBTAIN_HINT}"
     )
 
 

@@ -4,7 +4,7 @@
 rule check_body_model:
     input:
         models=get_body_model_files(),
-        regressors=lookup(dpath="assets/joint_regressors", within=config),
+        regressors=JOINT_REGRESSORS,
         code=code("body/model.py", "body/smpl_io.py", "body/report.py"),
     output:
         report="results/body/body_model_check.json",

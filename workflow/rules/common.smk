@@ -1,10 +1,15 @@
 # Shared helpers: input functions and code-version inputs. Named get_* as in snakemake-workflows.
 from pathlib import Path
 
+from pipeline.body.smpl_io import find_model_file
 from pipeline.world.assets import check_real_assets, scan_ids
 
 PIPELINE_DIR = Path(workflow.basedir) / "pipeline"
 GENDERS = ["neutral", "male", "female"]
+# The body-model folder every stage reads, in both worlds: built by build_body_model (open world) or
+# prepared from the SMPL download and SPIN's regressors by prepare_body_model (real world).
+BODY_MODEL_DIR = "resources/body_models"
+JOINT_REGRESSORS = f"{BODY_MODEL_DIR}/joint_regressors.npz"
 
 # A missing licensed asset stops here, at DAG-build time, naming the key, path and where to obtain it.
 check_real_assets(config)
@@ -16,9 +21,15 @@ def code(*modules):
 
 
 def get_body_model_files():
-    folder = Path(config["assets"]["body_models"])
-    ext = "npz"
-    return [str(folder / f"SMPL_{g.upper()}.{ext}") for g in GENDERS]
+    return [f"{BODY_MODEL_DIR}/SMPL_{g.upper()}.npz" for g in GENDERS]
+
+
+def get_downloaded_smpl_files():
+    """Real world: the three SMPL files of the download in assets.body_models (official names accepted)."""
+    return [
+        str(find_model_file(config["assets"]["body_models"], g, "assets.body_models"))
+        for g in GENDERS
+    ]
 
 
 def get_final_targets():
@@ -33,10 +44,14 @@ def get_final_targets():
         "results/eval_h36m.csv",
         "results/eval_mpi_inf_3dhp.csv",
         "results/report.html",
-        [
-            config["assets"][f"{g}_datasets"][s]["annotations"]
-            for g, s in get_open_splits()
-        ],
+        (
+            [
+                config["assets"][f"{g}_datasets"][s]["annotations"]
+                for g, s in get_open_splits()
+            ]
+            if config["world"] == "open"
+            else []
+        ),
     ]
 
 

@@ -13,7 +13,7 @@ rule predict_test_split:
         annotations=get_test_split("annotations"),
         images=get_test_split("images"),
         models=get_body_model_files(),
-        regressors=config["assets"]["joint_regressors"],
+        regressors=JOINT_REGRESSORS,
         code=code(
             "evaluate/predict.py",
             "train/crop.py",
@@ -51,7 +51,7 @@ rule score_predictions:
         predictions=rules.predict_test_split.output[0],
         annotations=get_test_split("annotations"),
         models=get_body_model_files(),
-        regressors=config["assets"]["joint_regressors"],
+        regressors=JOINT_REGRESSORS,
         code=code(
             "evaluate/predict.py",
             "evaluate/protocols.py",
@@ -164,7 +164,7 @@ rule plot_qualitative:
         annotations=get_test_split("annotations"),
         images=get_test_split("images"),
         models=get_body_model_files(),
-        regressors=config["assets"]["joint_regressors"],
+        regressors=JOINT_REGRESSORS,
         code=code(
             "evaluate/qualitative.py", "evaluate/predict.py", "render/offscreen.py"
         ),

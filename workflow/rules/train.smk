@@ -8,7 +8,7 @@ rule train_regressor:
     input:
         unpack(get_train_inputs),
         models=get_body_model_files(),
-        regressors=config["assets"]["joint_regressors"],
+        regressors=JOINT_REGRESSORS,
         code=code(
             "train/loop.py",
             "train/data.py",

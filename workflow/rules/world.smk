@@ -199,7 +199,7 @@ rule pretrain_regressor:
         annotations=[a for a, _ in get_pretrain_shards()],
         images=[i for _, i in get_pretrain_shards()],
         models=get_body_model_files(),
-        regressors=config["assets"]["joint_regressors"],
+        regressors=JOINT_REGRESSORS,
         code=code(
             "train/pretrain.py",
             "train/loop.py",

@@ -88,7 +88,7 @@ def test_runs_start_from_the_pretrained_checkpoint(pretrained_world: Path) -> No
                      joint_regressors=pretrained_world / "resources/body_models/joint_regressors.npz")
     gt_models = {g: BodyModel(pretrained_world / "resources/body_models", g,
                               joint_regressors=pretrained_world / "resources/body_models/joint_regressors.npz")
-                 for g in ("male", "female")}
+                 for g in ("male", "female", "neutral")}
     torch.set_num_threads(1)
     expected = validate(model, body, source, index, settings.batch_size, torch.device("cpu"), gt_models)
     step0 = next(r for r in _rows(pretrained_world / "results/train/sd/metrics.csv")

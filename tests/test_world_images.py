@@ -139,3 +139,28 @@ def test_camera_azimuth_follows_the_direction_the_person_faces() -> None:
     assert 35.0 < np.std(spread) < 55.0 and (np.abs(spread) > 90).mean() < 0.1
     uniform = facing_angles(None)
     assert 0.4 < (np.abs(uniform) > 90).mean() < 0.6
+
+
+def test_training_shapes_are_given_in_the_neutral_model(open_model, tmp_path: Path) -> None:
+    """Splits without gender carry neutral-model betas fitted to the person (as EFT/SPIN fits): posed with the
+    neutral model they land on the annotated 3D joints S; 3DPW-style splits keep the gendered betas."""
+    from pipeline.evaluate.protocols import evaluate_h36m
+
+    folder, _ = open_model
+    neutral = BodyModel(folder, "neutral", joint_regressors=folder / "joint_regressors.npz")
+    data = read_spin_npz(_split(open_model, tmp_path, "h36m", "train", "spin_npz", 4, EXACT))
+    assert not data.present["gender"]
+
+    def error_to_s(betas: np.ndarray) -> float:
+        import torch
+
+        pose = torch.as_tensor(data.pose, dtype=torch.float32)
+        posed = neutral(betas=torch.as_tensor(betas, dtype=torch.float32), body_pose=pose[:, 3:],
+                        global_orient=pose[:, :3])
+        return evaluate_h36m(posed.joints_h36m.numpy(), data.S, protocol=1).mpjpe_mm
+
+    fitted = error_to_s(data.shape)
+    assert fitted < 12.0, fitted  # the H36M regressor vs SPIN's kinematic joints, and the fit, a few mm each
+    assert error_to_s(np.zeros_like(data.shape)) > fitted + 5.0
+    pw = read_spin_npz(_split(open_model, tmp_path, "3dpw", "train", "spin_npz", 2, EXACT))
+    assert pw.present["gender"] and np.abs(pw.shape).max() < 4.0

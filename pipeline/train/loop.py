@@ -265,30 +265,35 @@ def validate(model: HMR, body: BodyModel, source: SampleSource, index: np.ndarra
 
 def uses_3dpw_protocol(data: PersonDataset) -> bool:
     """Whether held-out samples of ``data`` are scored with the 3DPW protocol (every sample has SMPL ground
-    truth and a gender) rather than the Human3.6M one on ``S``."""
-    return bool(data.present.get("gender") and data.present.get("pose") and len(data) and data.has_smpl.all())
+    truth, with PVE) rather than the Human3.6M one on ``S``."""
+    return bool(data.present.get("pose") and data.present.get("shape") and len(data) and data.has_smpl.all())
 
 
 def protocol_errors(pred_vertices: np.ndarray, pred_joints_h36m: np.ndarray, data: PersonDataset,
                     gt_models: Mapping[str, BodyModel] | None, prefix: str = "") -> dict[str, float]:
     """Mean MPJPE / PA-MPJPE / PVE (mm) of predictions for ``data`` by the evaluation's own protocol functions.
 
-    Samples with SMPL ground truth and gender (:func:`uses_3dpw_protocol`) follow the 3DPW protocol (gendered
-    GT meshes, H36M regressor, pelvis = joint 0, PVE without alignment; needs ``gt_models`` male and female);
-    otherwise the Human3.6M protocol 1 on ``S`` (14 joints, no PVE). The training curve's step-0 point is
-    therefore the ``mean-params`` / ``pretrained`` rows' own definition.
+    Samples with SMPL ground truth (:func:`uses_3dpw_protocol`) follow the 3DPW protocol (GT meshes, H36M
+    regressor, pelvis = joint 0, PVE without alignment): with each sample's gendered model when the data carry a
+    gender (3DPW), else with the neutral model their parameters are given in (EFT/SPIN-style fits); ``gt_models``
+    holds ``male``, ``female`` and ``neutral``. Otherwise the Human3.6M protocol 1 on ``S`` (14 joints, no PVE).
+    The training curve's step-0 point is therefore the ``mean-params`` / ``pretrained`` rows' own definition.
 
     Args:
         pred_vertices: (N, V, 3) neutral-model vertices, metres. pred_joints_h36m: (N, 17, 3), metres.
     """
     if uses_3dpw_protocol(data):
         if gt_models is None:
-            raise ValueError("3DPW-protocol validation needs the male and female body models")
-        result = evaluate_3dpw(pred_vertices, data.pose, data.shape, data.gender, gt_models)
+            raise ValueError("3DPW-protocol validation needs the male, female and neutral body models")
+        if data.present.get("gender"):
+            result = evaluate_3dpw(pred_vertices, data.pose, data.shape, data.gender, gt_models)
+        else:  # parameters of the neutral model: the protocol with the neutral body as every sample's model
+            neutral = {"male": gt_models["neutral"], "female": gt_models["neutral"]}
+            result = evaluate_3dpw(pred_vertices, data.pose, data.shape, np.full(len(data), "m"), neutral)
     elif data.has_3d.all():
         result = evaluate_h36m(pred_joints_h36m, data.S, protocol=1)
     else:
-        raise ValueError(f"validation samples need 3D joints (S) or SMPL parameters with gender; "
+        raise ValueError(f"validation samples need 3D joints (S) or SMPL parameters; "
                          f"{int((~data.has_3d).sum())} of {len(data)} have neither")
     return {f"{prefix}mpjpe_mm": result.mpjpe_mm, f"{prefix}pa_mpjpe_mm": result.pa_mpjpe_mm,
             f"{prefix}pve_mm": result.pve_mm}
@@ -378,7 +383,7 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
     gt_models = None
     if val_source is not None and uses_3dpw_protocol(val_source.data.subset(val_index)):
         gt_models = {g: BodyModel(paths.body_models, g, joint_regressors=paths.joint_regressors)
-                     for g in ("male", "female")}
+                     for g in ("male", "female", "neutral")}
     faces = body.faces
     prior = None
     if need_dsr:

@@ -7,6 +7,8 @@ key, what is wrong and the allowed values, and fills schema defaults into the co
 from __future__ import annotations
 
 import copy
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,65 @@ def _fill_defaults(instance: Any, schema: dict[str, Any]) -> None:
                 _fill_defaults(value, extra)
 
 
+#: Strings read as a null / a boolean where the schema wants one (YAML's spellings).
+_NULL_STRINGS = frozenset({"", "~", "null", "Null", "NULL"})
+_BOOL_STRINGS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INT_RE = re.compile(r"[-+]?\d+")
+
+
+def _schema_types(schema: dict[str, Any]) -> list[str]:
+    types = schema.get("type", [])
+    return [types] if isinstance(types, str) else list(types)
+
+
+def _from_string(text: str, types: list[str]) -> Any:
+    """``text`` as the first of the schema's types it reads as, else unchanged."""
+    stripped = text.strip()
+    for kind in types:
+        if kind == "integer" and _INT_RE.fullmatch(stripped):
+            return int(stripped)
+        if kind == "number":
+            try:
+                number = float(stripped)
+            except ValueError:
+                continue
+            if math.isfinite(number):
+                return number
+        if kind == "boolean" and stripped in _BOOL_STRINGS:
+            return _BOOL_STRINGS[stripped]
+        if kind == "null" and stripped in _NULL_STRINGS:
+            return None
+    return text
+
+
+def _coerce(instance: Any, schema: dict[str, Any]) -> Any:
+    """``instance`` with scalars in the schema's types (containers changed in place).
+
+    A string where the schema wants no string becomes the number, boolean or null it spells: Snakemake's
+    ``--config 'masks={"min_label_pixels": 80}'`` reads nested values as strings. An integer where the schema
+    wants a ``number`` becomes a float, so ``5`` and ``5.0`` are one value (rule params compare by ``repr``).
+    """
+    if isinstance(instance, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, value in instance.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                instance[key] = _coerce(value, sub)
+        return instance
+    if isinstance(instance, list):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            instance[:] = [_coerce(v, items) for v in instance]
+        return instance
+    types = _schema_types(schema)
+    if isinstance(instance, str) and types and "string" not in types:
+        instance = _from_string(instance, types)
+    if isinstance(instance, int) and not isinstance(instance, bool) and "number" in types and "integer" not in types:
+        return float(instance)
+    return instance
+
+
 def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
@@ -65,13 +126,15 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
-    """Fill defaults into ``config`` (in place) and validate it.
+    """Fill defaults into ``config`` (in place), read scalars in the schema's types (:func:`_coerce`) and
+    validate it.
 
     Raises:
         ConfigError: one line naming the offending key, the problem and the allowed keys/values.
     """
     schema = load_schema(schema_path)
     _fill_defaults(config, schema)
+    _coerce(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:

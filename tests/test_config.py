@@ -40,6 +40,29 @@ def test_wrong_type_names_key() -> None:
         validate_config({"seed": "zero"})
 
 
+def test_strings_from_the_command_line_take_the_schema_types() -> None:
+    """`--config 'masks={"min_label_pixels": 80}'` reaches the config as strings (Snakemake reads nested values
+    with YAML's BaseLoader): each is read as the type its key wants, and an integer for a number is a float."""
+    cfg = validate_config({
+        "masks": {"min_label_pixels": "80", "crop_margin": "2", "parser": {"flip": "false", "scales": ["1", "0.5"]}},
+        "open_world": {"images": {"azimuth_std_deg": "null", "focal_range": [1, "1.5"]}},
+        "prior": {"views": {"distance_m": 3}},
+        "train": {"runs": ["sd"], "variants": {"sd": []}},
+    })
+    assert cfg["masks"]["min_label_pixels"] == 80 and type(cfg["masks"]["min_label_pixels"]) is int
+    assert cfg["masks"]["crop_margin"] == 2.0 and type(cfg["masks"]["crop_margin"]) is float
+    assert cfg["masks"]["parser"]["flip"] is False and cfg["masks"]["parser"]["scales"] == [1.0, 0.5]
+    assert cfg["open_world"]["images"]["azimuth_std_deg"] is None
+    assert [type(v) for v in cfg["open_world"]["images"]["focal_range"]] == [float, float]
+    assert repr(cfg["prior"]["views"]["distance_m"]) == "3.0"
+    # strings stay strings where the schema wants one, and a word is not a number
+    assert cfg["train"]["runs"] == ["sd"]
+    with pytest.raises(ConfigError, match="masks.min_label_pixels' = 'eighty'"):
+        validate_config({"masks": {"min_label_pixels": "eighty"}})
+    with pytest.raises(ConfigError, match="masks.min_label_pixels' = '80.5'"):
+        validate_config({"masks": {"min_label_pixels": "80.5"}})
+
+
 def _walk(schema: dict, path: str = "") -> list[tuple[str, dict]]:
     out = []
     for key, sub in schema.get("properties", {}).items():

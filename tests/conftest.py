@@ -59,21 +59,45 @@ def open_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+#: What a project holds of this repository to run the workflow from its own folder, as a clone does.
+WORKFLOW_SOURCES: tuple[str, ...] = ("Snakefile", "workflow", "pipeline", "envs", "profiles", "config")
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Copy the workflow sources into ``dest`` (modification times kept, no bytecode): a project folder."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        else:
+            shutil.copy2(ROOT / name, dest / name)
+    return dest
 
 
 def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run this repository's workflow in ``workdir`` (its own config/config.yaml) on 2 cores."""
-    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2", *args]
+    """Run the workflow in ``workdir`` (its own config/config.yaml) on 2 cores: the folder's own copy of the
+    workflow when it holds one (a project, see :func:`copy_workflow`), else this repository's."""
+    snakefile = workdir / "Snakefile" if (workdir / "Snakefile").is_file() else ROOT / "Snakefile"
+    cmd = [str(SNAKEMAKE), "-s", str(snakefile), "--directory", str(workdir), "--cores", "2", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
                           env={**os.environ, "PYOPENGL_PLATFORM": "egl"})
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The whole DAG (default target) on tests/config_tiny.yaml, run once per session: the work folder."""
-    work = tmp_path_factory.mktemp("dag")
-    (work / "config").mkdir()
+def tiny_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole DAG (default target) on tests/config_tiny.yaml, run once per session in a project folder (a copy
+    of the workflow with that config, run from its root as a clone is). Never modified: copy it to change
+    anything (``shutil.copytree(..., symlinks=True)`` keeps it done, tests/test_rerun.py)."""
+    work = copy_workflow(tmp_path_factory.mktemp("tiny_project"))
     shutil.copy(ROOT / "tests" / "config_tiny.yaml", work / "config" / "config.yaml")
     res = run_snakemake(work, "all")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    return work
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the finished tiny project that tests share and may change (restoring what they change)."""
+    work = tmp_path_factory.mktemp("dag") / "project"
+    shutil.copytree(tiny_project, work, symlinks=True)
     return work

@@ -58,6 +58,7 @@ from pipeline.io.masks_h5 import (
 )
 from pipeline.io.spin_npz import SPIN_BOX_PX, PersonDataset
 from pipeline.masks.mappings import ClassMapping
+from pipeline.params import canonical
 from pipeline.parsing.labels import (
     BACKGROUND,
     LABEL_ID,
@@ -121,6 +122,14 @@ class CleanSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def cleaning_params(masks_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of the config's ``masks`` section that change a mask store, as rule clean_masks' params (keys
+    sorted): the :class:`CleanSettings` fields and ``mapping``. Not the parser, the shard count or the dataset
+    list: the parse shards, its inputs, carry the first two, and each store is one dataset's."""
+    keys = [*(f.name for f in fields(CleanSettings)), "mapping"]
+    return canonical({k: masks_cfg[k] for k in keys})
 
 
 @dataclass

@@ -59,8 +59,9 @@ def parse_image_shard(annotations: str | Path, fmt: str, image_root: str | Path,
             return parser.parse(read_image_rgb(image_root / name))
 
     counts = {"images": len(names), "missing": 0}
-    attrs = {"parser": settings.backend, "scales": list(settings.scales), "flip": settings.flip, "shard": shard,
-             "num_shards": num_shards}
+    attrs: dict[str, object] = {"parser": settings.backend, "shard": shard, "num_shards": num_shards}
+    if settings.backend != "rendered":  # the rendered backend reads label maps: no scales, no flip
+        attrs.update(scales=list(settings.scales), flip=settings.flip)
     with ParseShardWriter(out_h5, attrs) as writer:
         for name in tqdm(names, desc=f"parse_images shard {shard}", unit="img"):
             if not (image_root / name).is_file():

@@ -6,12 +6,14 @@ Backends: ``rendered`` (open world: ground-truth label maps through the parser-n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipeline.params import canonical
 from pipeline.prior.accumulate import count_visible_labels
 
 PARSER_BACKENDS: tuple[str, ...] = ("rendered", "graphonomy")
@@ -29,6 +31,38 @@ class ParserSettings:
     def __post_init__(self) -> None:
         if self.backend not in PARSER_BACKENDS:
             raise ValueError(f"unknown parser backend {self.backend!r}; allowed: {list(PARSER_BACKENDS)}")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], device: str) -> ParserSettings:
+        """Inverse of :func:`parser_params` (the keys a backend ignores keep their defaults); ``device`` is the
+        resolved torch device."""
+        values = {k: params[k] for k in ("backend", "flip") if k in params}
+        if "scales" in params:
+            values["scales"] = tuple(float(s) for s in params["scales"])
+        return cls(**values, device=device)
+
+
+def parser_params(parser_cfg: Mapping[str, Any], *, device: str, noise: Mapping[str, Any] | None = None,
+                  seed: int | None = None) -> dict[str, Any]:
+    """What determines a parse, as a rule's ``params`` (keys sorted), from ``prior.parser`` / ``masks.parser``.
+
+    ``rendered`` reads the open world's label maps, so scales, flip and the device change nothing: only the
+    backend, plus the parser-noise settings and the seed where the noise is drawn here (``noise``/``seed`` given:
+    the scan views; the training images' label maps were drawn when they were generated). ``graphonomy``: its
+    scales, flip and the configured device (``auto``/``cpu``/``cuda``: GPU and CPU kernels round differently);
+    no noise, no randomness.
+
+    Raises:
+        ValueError: unknown backend (lists the allowed ones).
+    """
+    backend = parser_cfg["backend"]
+    if backend not in PARSER_BACKENDS:
+        raise ValueError(f"unknown parser backend {backend!r}; allowed: {list(PARSER_BACKENDS)}")
+    if backend == "rendered":
+        extra = {"noise": noise, "seed": None if seed is None else int(seed)}
+        return canonical({"backend": backend, **{k: v for k, v in extra.items() if v is not None}})
+    return canonical({"backend": backend, "device": device, "flip": bool(parser_cfg["flip"]),
+                      "scales": [float(s) for s in parser_cfg["scales"]]})
 
 
 def parse_views(views: dict[str, np.ndarray], settings: ParserSettings, *, checkpoint: str | None,
@@ -61,4 +95,4 @@ def parse_scan_views(views_npz: str | Path, out_npz: str | Path, counts_npz: str
         tmp = path.with_name(f".{path.stem}.tmp.npz")
         np.savez_compressed(tmp, **arrays)
         tmp.replace(path)
-    return {"views": int(len(labels)), "labelled_face_pixels": int(counts.sum())}
+    return {"views": len(labels), "labelled_face_pixels": int(counts.sum())}

@@ -1,7 +1,7 @@
 """Training settings as plain data (torch-free: the Snakefile resolves them per run at DAG-build time).
 
 :func:`settings_from_config` turns the validated ``train`` config section and a run name into
-:class:`TrainSettings`; :meth:`TrainSettings.result_dict` is what determines the trained weights. It is the
+:class:`TrainSettings`; :meth:`TrainSettings.params_dict` is what determines the trained weights. It is the
 rule's ``params`` (so only runs whose own settings changed rerun: an SD run ignores every DSR setting) and the
 resume fingerprint.
 """
@@ -15,15 +15,27 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pipeline.losses.terms import DSR_TERMS
+from pipeline.params import canonical
 from pipeline.train.runs import parse_run
 
 #: SPIN/DSR crop side.
 CROP_SIZE: int = 224
-#: Settings that only matter to runs with DSR terms (left out of an SD run's result settings).
-DSR_ONLY_SETTINGS: tuple[str, ...] = ("render_size", "dsr_start_iter", "dsr_reduction", "fb_metric", "dsr_c_requires_mc",
-                                       "renderer")
-#: Loss weights that only matter to DSR runs.
-DSR_WEIGHTS: tuple[str, ...] = ("dsr_mc", "dsr_c", "dsr_fb", "soft_distm", "mvp")
+#: Loss weights named like the DSR terms: each matters only to runs with its term.
+DSR_WEIGHTS: tuple[str, ...] = DSR_TERMS
+#: Settings that only matter to runs with one of the given DSR terms (left out of other runs' params).
+DSR_SETTING_TERMS: dict[str, tuple[str, ...]] = {
+    "render_size": DSR_TERMS,
+    "dsr_start_iter": DSR_TERMS,
+    "dsr_reduction": DSR_TERMS,
+    "renderer": DSR_TERMS,
+    "fb_metric": ("dsr_fb",),
+    "dsr_c_requires_mc": ("dsr_c",),
+}
+#: Settings that only matter to runs with DSR terms.
+DSR_ONLY_SETTINGS: tuple[str, ...] = tuple(DSR_SETTING_TERMS)
+#: Validation settings, which only matter when a validation dataset is in the mix.
+VALIDATION_SETTINGS: tuple[str, ...] = ("val_fraction", "val_every")
 
 
 @dataclass(frozen=True)
@@ -143,14 +155,27 @@ class TrainSettings:
         return d
 
     def params_dict(self) -> dict[str, Any]:
-        """The run's settings as the rule's ``params``: no machine settings, and for a run without DSR terms no
-        DSR setting (so editing, e.g., ``dsr_start_iter`` reruns only DSR runs)."""
+        """The run's settings as the rule's ``params``, in canonical form: only what can change the run's outputs.
+
+        Left out: machine settings (:data:`RUNTIME_SETTINGS`); the weight of every DSR term the run does not use
+        and every DSR setting none of its terms reads (:data:`DSR_SETTING_TERMS`: an SD run has none, a DSR-MC run
+        no ``fb_metric``); the validation settings when no validation dataset is in the mix; the augmentation
+        constants when augmentation is off. Keys are sorted and weights are floats (:func:`pipeline.params.canonical`),
+        so a reordered config or ``5`` for ``5.0`` reruns nothing. :meth:`from_dict` reads it back (what was left
+        out takes its default, unused by the run).
+        """
         d = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_SETTINGS}
-        if not self.dsr_terms:
-            for key in DSR_ONLY_SETTINGS:
+        terms = set(self.dsr_terms)
+        for key, users in DSR_SETTING_TERMS.items():
+            if not terms & set(users):
                 d.pop(key)
-            d["loss_weights"] = {k: v for k, v in d["loss_weights"].items() if k not in DSR_WEIGHTS}
-        return d
+        d["loss_weights"] = {k: float(v) for k, v in d["loss_weights"].items() if k not in DSR_WEIGHTS or k in terms}
+        if self.val_dataset is None:
+            for key in VALIDATION_SETTINGS:
+                d.pop(key)
+        if not self.augment.enabled:
+            d["augment"] = {"enabled": False}
+        return canonical(d)
 
     def fingerprint(self) -> str:
         """Hash of the settings that determine the weights at a given step (resume guard)."""

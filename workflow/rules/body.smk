@@ -5,7 +5,7 @@ rule check_body_model:
     input:
         models=get_body_model_files(),
         regressors=JOINT_REGRESSORS,
-        code=code("body/model.py", "body/smpl_io.py", "body/report.py"),
+        code=get_script_code("check_body_model.py"),
     output:
         report="results/body/body_model_check.json",
         figure=report(

@@ -1,23 +1,38 @@
 # Shared helpers: input functions and code-version inputs. Named get_* as in snakemake-workflows.
+import re
 from pathlib import Path
 
 from pipeline.body.smpl_io import find_model_file
+from pipeline.code_inputs import script_code_files, workflow_input_path
+from pipeline.masks.clean import cleaning_params
+from pipeline.params import canonical
+from pipeline.prior.parse import parser_params
 from pipeline.world.assets import check_real_assets, scan_ids
 
-PIPELINE_DIR = Path(workflow.basedir) / "pipeline"
+WORKFLOW_ROOT = Path(workflow.basedir)
 GENDERS = ["neutral", "male", "female"]
 # The body-model folder every stage reads, in both worlds: built by build_body_model (open world) or
 # prepared from the SMPL download and SPIN's regressors by prepare_body_model (real world).
 BODY_MODEL_DIR = "resources/body_models"
 JOINT_REGRESSORS = f"{BODY_MODEL_DIR}/joint_regressors.npz"
+#: The {dataset} wildcard of the mask rules: a training split's name, never a path, so that
+#: results/masks/{dataset}.h5 does not also match the parse shards results/masks/{dataset}/parsing/{k}.h5.
+TRAIN_SPLIT_PATTERN = "|".join(map(re.escape, config["assets"]["train_datasets"]))
 
 # A missing licensed asset stops here, at DAG-build time, naming the key, path and where to obtain it.
 check_real_assets(config)
 
 
-def code(*modules):
-    """Source files of pipeline modules a rule depends on, so code edits rerun it."""
-    return [str(PIPELINE_DIR / m) for m in modules]
+def get_script_code(script):
+    """The pipeline modules a rule's script (a file in workflow/scripts) runs: the import closure of its
+    pipeline imports (pipeline.code_inputs), as the rule's code inputs, so an edit to any of them reruns it
+    (rerun trigger mtime: an input newer than the outputs whose content differs from the recorded checksum).
+    Relative paths when snakemake runs from the workflow root, so a moved project stays done.
+    """
+    files = script_code_files(
+        [WORKFLOW_ROOT / "workflow" / "scripts" / script], WORKFLOW_ROOT
+    )
+    return [workflow_input_path(f, WORKFLOW_ROOT, Path.cwd()) for f in files]
 
 
 def get_body_model_files():
@@ -89,9 +104,21 @@ def get_scan_parser_inputs(wildcards):
     return {"checkpoint": config["assets"]["graphonomy_checkpoint"]}
 
 
-def get_parser_noise():
-    """Parser-noise settings (used by the rendered backend only)."""
-    return config["open_world"]["parser_noise"]
+def get_parser_params(stage):
+    """What determines the parse of stage 'prior' (scan views) or 'masks' (training images): the rendered
+    backend ignores scales, flip and device; the scan views draw the parser noise (pipeline.prior.parse).
+    """
+    noise, seed = None, None
+    if stage == "prior":
+        noise, seed = config["open_world"]["parser_noise"], config["seed"]
+    return parser_params(
+        config[stage]["parser"], device=config["device"], noise=noise, seed=seed
+    )
+
+
+def get_cleaning_params():
+    """The masks.* keys that change a mask store (pipeline.masks.clean.cleaning_params)."""
+    return cleaning_params(config["masks"])
 
 
 def check_parser_checkpoints():

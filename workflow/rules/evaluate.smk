@@ -14,14 +14,7 @@ rule predict_test_split:
         images=get_test_split("images"),
         models=get_body_model_files(),
         regressors=JOINT_REGRESSORS,
-        code=code(
-            "evaluate/predict.py",
-            "train/crop.py",
-            "train/checkpoint.py",
-            "model/hmr.py",
-            "body/model.py",
-            "body/spin_joints.py",
-        ),
+        code=get_script_code("predict_test_split.py"),
     output:
         "results/eval/{dataset}/{run}.predictions.npz",
     log:
@@ -38,6 +31,7 @@ rule predict_test_split:
         mem_mb=4000,
     params:
         fmt=get_test_split("format"),
+        # a param: CPU kernels round differently per batch size (predictions move by 1-2 float32 ulps)
         batch_size=lookup(dpath="evaluate/batch_size", within=config),
         store_vertices=lookup(dpath="evaluate/store_vertices", within=config),
         device=lookup(dpath="device", within=config),
@@ -52,12 +46,7 @@ rule score_predictions:
         annotations=get_test_split("annotations"),
         models=get_body_model_files(),
         regressors=JOINT_REGRESSORS,
-        code=code(
-            "evaluate/predict.py",
-            "evaluate/protocols.py",
-            "evaluate/metrics.py",
-            "evaluate/report.py",
-        ),
+        code=get_script_code("score_predictions.py"),
     output:
         score="results/eval/{dataset}/{run}.json",
         result="results/eval/{dataset}/{run}.result.npz",
@@ -80,7 +69,7 @@ rule score_predictions:
 rule evaluate_3dpw:
     input:
         scores=get_scores("3dpw"),
-        code=code("evaluate/tables.py", "evaluate/report.py"),
+        code=get_script_code("evaluate_tables.py"),
     output:
         table=report(
             "results/eval_3dpw.csv",
@@ -100,7 +89,7 @@ rule evaluate_3dpw:
 rule evaluate_h36m:
     input:
         scores=get_scores("h36m"),
-        code=code("evaluate/tables.py", "evaluate/report.py"),
+        code=get_script_code("evaluate_tables.py"),
     output:
         table=report(
             "results/eval_h36m.csv",
@@ -120,7 +109,7 @@ rule evaluate_h36m:
 rule evaluate_mpi_inf_3dhp:
     input:
         scores=get_scores("mpi_inf_3dhp"),
-        code=code("evaluate/tables.py", "evaluate/report.py"),
+        code=get_script_code("evaluate_tables.py"),
     output:
         table=report(
             "results/eval_mpi_inf_3dhp.csv",
@@ -140,7 +129,7 @@ rule evaluate_mpi_inf_3dhp:
 rule evaluate_ablation:
     input:
         scores=get_ablation_scores(),
-        code=code("evaluate/tables.py", "evaluate/report.py", "train/runs.py"),
+        code=get_script_code("evaluate_ablation.py"),
     output:
         table=report(
             "results/ablation.csv",
@@ -165,9 +154,7 @@ rule plot_qualitative:
         images=get_test_split("images"),
         models=get_body_model_files(),
         regressors=JOINT_REGRESSORS,
-        code=code(
-            "evaluate/qualitative.py", "evaluate/predict.py", "render/offscreen.py"
-        ),
+        code=get_script_code("plot_qualitative.py"),
     output:
         report(
             "results/eval/qualitative/{dataset}/{run}.png",
@@ -195,7 +182,7 @@ rule plot_qualitative:
 rule plot_training_curves:
     input:
         metrics="results/train/{run}/metrics.csv",
-        code=code("evaluate/report.py"),
+        code=get_script_code("plot_training_curves.py"),
     output:
         report(
             "results/eval/curves/{run}.png",
@@ -216,7 +203,7 @@ rule plot_training_curves:
 rule plot_pretraining_curves:
     input:
         metrics=PRETRAIN_METRICS,
-        code=code("evaluate/report.py"),
+        code=get_script_code("plot_training_curves.py"),
     output:
         report(
             "results/eval/curves/pretrain.png",
@@ -247,7 +234,7 @@ rule build_report:
         curves=[f"results/eval/curves/{run}.png" for run in config["train"]["runs"]],
         pretrain_curves=get_pretrain_curves(),
         qualitative=get_qualitative_figures(),
-        code=code("evaluate/summary.py", "evaluate/report.py", "evaluate/tables.py"),
+        code=get_script_code("build_report.py"),
     output:
         "results/report.html",
     log:

@@ -6,7 +6,7 @@ rule parse_images:
         unpack(get_image_parser_inputs),
         annotations=get_train_annotations,
         images=get_train_images,
-        code=code("masks/parse_images.py", "io/masks_h5.py"),
+        code=get_script_code("parse_images.py"),
     output:
         "results/masks/{dataset}/parsing/{shard}.h5",
     log:
@@ -14,14 +14,14 @@ rule parse_images:
     benchmark:
         "benchmarks/masks/parse_images/{dataset}_{shard}.tsv"
     wildcard_constraints:
+        dataset=TRAIN_SPLIT_PATTERN,
         shard=r"\d+",
     conda:
         "../../envs/masks.yaml"
     params:
         fmt=get_train_format,
-        parser=lookup(dpath="masks/parser", within=config),
+        parser=get_parser_params("masks"),
         num_shards=lookup(dpath="masks/num_shards", within=config),
-        device=lookup(dpath="device", within=config),
     script:
         "../scripts/parse_images.py"
 
@@ -31,7 +31,7 @@ rule clean_masks:
         annotations=get_train_annotations,
         images=get_train_images,
         shards=get_parse_shards,
-        code=code("masks/clean.py", "masks/mappings.py", "io/masks_h5.py"),
+        code=get_script_code("clean_masks.py"),
     output:
         store="results/masks/{dataset}.h5",
         qc="results/masks/{dataset}.qc.json",
@@ -44,11 +44,13 @@ rule clean_masks:
         "logs/masks/clean_masks/{dataset}.log",
     benchmark:
         "benchmarks/masks/clean_masks/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=TRAIN_SPLIT_PATTERN,
     conda:
         "../../envs/masks.yaml"
     params:
         fmt=get_train_format,
-        settings=lookup(dpath="masks", within=config),
+        settings=get_cleaning_params(),
         parser=lookup(dpath="masks/parser/backend", within=config),
         seed=lookup(dpath="seed", within=config),
     script:

@@ -6,7 +6,7 @@ rule render_scan_views:
         obj=get_scan_file("obj"),
         fit=get_scan_file("pkl"),
         models=get_body_model_files(),
-        code=code("prior/views.py", "render/offscreen.py", "io/agora_fit.py"),
+        code=get_script_code("render_scan_views.py"),
     output:
         views="results/prior/views/{scan}.npz",
         strip="results/prior/views/{scan}.png",
@@ -19,7 +19,7 @@ rule render_scan_views:
     resources:
         mem_mb=3000,
     params:
-        settings=lookup(dpath="prior/views", within=config),
+        settings=canonical(lookup(dpath="prior/views", within=config)),
         seed=lookup(dpath="seed", within=config),
     script:
         "../scripts/render_scan_views.py"
@@ -30,7 +30,7 @@ rule parse_scan_views:
         unpack(get_scan_parser_inputs),
         views=rules.render_scan_views.output.views,
         models=get_body_model_files(),
-        code=code("prior/parse.py", "prior/accumulate.py"),
+        code=get_script_code("parse_scan_views.py"),
     output:
         labels="results/prior/parsing/{scan}.npz",
         counts="results/prior/counts/{scan}.npz",
@@ -41,10 +41,7 @@ rule parse_scan_views:
     conda:
         "../../envs/prior.yaml"
     params:
-        parser=lookup(dpath="prior/parser", within=config),
-        noise=get_parser_noise(),
-        device=lookup(dpath="device", within=config),
-        seed=lookup(dpath="seed", within=config),
+        parser=get_parser_params("prior"),
     script:
         "../scripts/parse_scan_views.py"
 
@@ -53,7 +50,7 @@ rule accumulate_prior:
     input:
         counts=expand("results/prior/counts/{scan}.npz", scan=get_scan_names()),
         models=get_body_model_files(),
-        code=code("prior/accumulate.py"),
+        code=get_script_code("accumulate_prior.py"),
     output:
         prior="results/prior/semantic_prior.npz",
         report="results/prior/prior_report.json",
@@ -65,7 +62,7 @@ rule accumulate_prior:
         "../../envs/prior.yaml"
     params:
         background_prob=lookup(dpath="prior/background_prob", within=config),
-        rules=lookup(dpath="prior/cleaning_rules", within=config),
+        rules=canonical(lookup(dpath="prior/cleaning_rules", within=config)),
         parser=lookup(dpath="prior/parser/backend", within=config),
     script:
         "../scripts/accumulate_prior.py"
@@ -75,7 +72,7 @@ rule plot_prior:
     input:
         prior=rules.accumulate_prior.output.prior,
         models=get_body_model_files(),
-        code=code("prior/figures.py"),
+        code=get_script_code("plot_prior.py"),
     output:
         views=report(
             "results/prior/prior_views.png",

@@ -6,13 +6,7 @@ rule prepare_body_model:
         smpl=get_downloaded_smpl_files(),
         j_regressor_h36m=lookup(dpath="assets/j_regressor_h36m", within=config),
         j_regressor_extra=lookup(dpath="assets/j_regressor_extra", within=config),
-        code=code(
-            "body/prepare.py",
-            "body/smpl_io.py",
-            "body/spin_joints.py",
-            "body/parts.py",
-            "io/damaged.py",
-        ),
+        code=get_script_code("prepare_body_model.py"),
     output:
         models=get_body_model_files(),
         regressors=JOINT_REGRESSORS,

@@ -21,9 +21,10 @@ def get_train_params(wildcards):
 
 
 def get_train_inputs(wildcards):
-    """Annotations of the mix, and for DSR runs the mask stores and the semantic prior."""
+    """Annotations and image folders of the mix, and for DSR runs the mask stores and the semantic prior."""
     settings = get_train_settings(wildcards)
     inputs = {f"annotations_{d.name}": d.annotations for d in settings.datasets}
+    inputs.update({f"images_{d.name}": d.images for d in settings.datasets})
     inputs.update({f"masks_{d.name}": d.masks for d in settings.datasets if d.masks})
     if settings.dsr_terms:
         inputs["prior"] = "results/prior/semantic_prior.npz"

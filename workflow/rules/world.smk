@@ -6,12 +6,7 @@ include: "world_inputs.smk"
 
 rule build_body_model:
     input:
-        code=code(
-            "body/anny_build.py",
-            "body/parts.py",
-            "body/joints.py",
-            "body/spin_joints.py",
-        ),
+        code=get_script_code("build_body_model.py"),
     output:
         models=expand(
             "resources/body_models/SMPL_{gender}.{ext}",
@@ -39,9 +34,7 @@ rule build_body_model:
 rule make_scans:
     input:
         models=rules.build_body_model.output.models,
-        code=code(
-            "world/scans.py", "world/garments.py", "world/poses.py", "io/agora_fit.py"
-        ),
+        code=get_script_code("make_scans.py"),
     output:
         obj=expand("resources/scans/{scan}.obj", scan=get_scan_names()),
         fits=expand("resources/scans/{scan}.pkl", scan=get_scan_names()),
@@ -69,17 +62,7 @@ for group, split in get_open_splits():
         input:
             models=rules.build_body_model.output.models,
             regressors=rules.build_body_model.output.regressors,
-            code=code(
-                "world/images.py",
-                "world/keypoints.py",
-                "body/model.py",
-                "body/spin_joints.py",
-                "world/scans.py",
-                "world/garments.py",
-                "world/parser_noise.py",
-                "world/backgrounds.py",
-                "render/offscreen.py",
-            ),
+            code=get_script_code("make_images.py"),
         output:
             annotations=config["assets"][f"{group}_datasets"][split]["annotations"],
             images=directory(config["assets"][f"{group}_datasets"][split]["images"]),
@@ -95,7 +78,7 @@ for group, split in get_open_splits():
             split=split,
             group=group,
             fmt=config["assets"][f"{group}_datasets"][split]["format"],
-            settings=config["open_world"]["images"][group][split],
+            settings=canonical(config["open_world"]["images"][group][split]),
             size=lookup(dpath="open_world/images/size", within=config),
             focal_range=lookup(dpath="open_world/images/focal_range", within=config),
             height_range=lookup(
@@ -104,7 +87,7 @@ for group, split in get_open_splits():
             azimuth_std_deg=lookup(
                 dpath="open_world/images/azimuth_std_deg", within=config
             ),
-            noise=lookup(dpath="open_world/parser_noise", within=config),
+            noise=canonical(lookup(dpath="open_world/parser_noise", within=config)),
             seed=lookup(dpath="seed", within=config),
         script:
             "../scripts/make_images.py"
@@ -115,7 +98,7 @@ rule plot_world:
         scans=rules.make_scans.output.summary,
         annotations=config["assets"]["train_datasets"]["coco_eft"]["annotations"],
         images=config["assets"]["train_datasets"]["coco_eft"]["images"],
-        code=code("world/contact_sheet.py"),
+        code=get_script_code("plot_world.py"),
     output:
         report(
             "results/world/contact_sheet.png",
@@ -138,7 +121,7 @@ rule check_prior_quality:
         prior=rules.accumulate_prior.output.prior,
         labels=expand("resources/scans/{scan}.labels.npy", scan=get_scan_names()),
         models=rules.build_body_model.output.models,
-        code=code("world/prior_quality.py"),
+        code=get_script_code("check_prior_quality.py"),
     output:
         "results/prior/prior_quality.json",
     log:
@@ -155,16 +138,7 @@ rule make_pretrain_images:
     input:
         models=rules.build_body_model.output.models,
         regressors=rules.build_body_model.output.regressors,
-        code=code(
-            "world/images.py",
-            "world/keypoints.py",
-            "body/model.py",
-            "body/spin_joints.py",
-            "world/scans.py",
-            "world/garments.py",
-            "world/backgrounds.py",
-            "render/offscreen.py",
-        ),
+        code=get_script_code("make_images.py"),
     output:
         annotations="resources/datasets/pretrain/shard_{shard}/pretrain_{shard}.npz",
         images=directory("resources/datasets/pretrain/shard_{shard}/images"),
@@ -200,20 +174,7 @@ rule pretrain_regressor:
         images=[i for _, i in get_pretrain_shards()],
         models=get_body_model_files(),
         regressors=JOINT_REGRESSORS,
-        code=code(
-            "train/pretrain.py",
-            "train/loop.py",
-            "train/data.py",
-            "train/augment.py",
-            "train/crop.py",
-            "train/settings.py",
-            "model/hmr.py",
-            "losses/standard.py",
-            "losses/composite.py",
-            "body/model.py",
-            "body/spin_joints.py",
-            "evaluate/protocols.py",
-        ),
+        code=get_script_code("train_regressor.py"),
     output:
         checkpoint=PRETRAIN_CHECKPOINT,
         metrics=PRETRAIN_METRICS,

@@ -6,7 +6,7 @@ from pipeline.runtime import resolve_device, setup_logging
 
 log = setup_logging(snakemake.log[0])
 p = snakemake.params
-settings = ParserSettings(p.parser["backend"], tuple(p.parser["scales"]), p.parser["flip"], resolve_device(p.device))
+settings = ParserSettings.from_params(p.parser, resolve_device(p.parser.get("device", "cpu")))
 counts = parse_image_shard(
     snakemake.input.annotations,
     p.fmt,

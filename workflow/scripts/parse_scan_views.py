@@ -10,17 +10,17 @@ from pipeline.world.parser_noise import ParserNoise
 log = setup_logging(snakemake.log[0])
 p = snakemake.params
 num_faces = BodyModel(Path(snakemake.input.models[0]).parent).num_faces
-settings = ParserSettings(p.parser["backend"], tuple(p.parser["scales"]), p.parser["flip"], resolve_device(p.device))
+settings = ParserSettings.from_params(p.parser, resolve_device(p.parser.get("device", "cpu")))
 summary = parse_scan_views(
     snakemake.input.views,
     snakemake.output.labels,
     snakemake.output.counts,
     num_faces,
     settings,
-    seed=stage_seed(p.seed, "parse", snakemake.wildcards.scan),
+    seed=stage_seed(p.parser.get("seed", 0), "parse", snakemake.wildcards.scan),
     checkpoint=snakemake.input.get("checkpoint"),
     scan_obj=snakemake.input.get("scan_obj"),
     scan_labels=snakemake.input.get("scan_labels"),
-    noise=ParserNoise.from_config(p.noise),
+    noise=ParserNoise.from_config(p.parser.get("noise")),
 )
 log.info("%s: %s", snakemake.wildcards.scan, summary)

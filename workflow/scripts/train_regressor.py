@@ -27,7 +27,9 @@ paths = TrainPaths(
 spin_layout = "checkpoint" in out.keys()
 out_dir = Path(out.checkpoint).parent if spin_layout else Path(out.final).parent.parent
 with open(out.settings, "w") as f:
-    yaml.safe_dump({**settings.to_dict(), "git_sha": git_sha()}, f, sort_keys=False)
+    # the run's params (what determines the weights), then the machine it ran on
+    record = {**snakemake.params.settings, "device": settings.device, "threads": settings.threads}
+    yaml.safe_dump({**record, "git_sha": git_sha()}, f, sort_keys=False)
 summary = train(settings, paths, out_dir)
 log.info("summary: %s", summary)
 if spin_layout:

@@ -282,7 +282,7 @@ def measure_training(task: dict) -> dict:
     model = BodyModel(ROOT / "resources" / "body_models", "neutral")
     orient = torch.diag(torch.tensor([1.0, -1.0, -1.0])).expand(batch, 1, 3, 3)  # model frame -> camera frame
     with torch.no_grad():
-        vertices = model(body_pose=torch.zeros(batch, 69), global_orient=orient).vertices
+        vertices = model(body_pose=torch.eye(3).expand(batch, 23, 3, 3), global_orient=orient, pose2rot=False).vertices
     faces = model.faces
     gen = torch.Generator().manual_seed(0)
     textures = torch.rand(batch, CHANNELS, faces.shape[0], generator=gen)

@@ -2,60 +2,23 @@
 
 from __future__ import annotations
 
-import pickle
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.sparse
 import smplx
 import torch
 
 from pipeline.body.joints import SPIN_PART_NAMES
 from pipeline.body.model import _NO_EXTRA_JOINTS, BodyModel
 from pipeline.body.smpl_io import BodyModelFileError, load_smpl_arrays, save_smpl_pickle
-
-
-def _write_chumpy_pickle(arrays: dict[str, np.ndarray], path: Path) -> None:
-    """Write a pickle shaped like the official SMPL files: chumpy objects + a sparse J_regressor.
-
-    A throw-away module named ``chumpy.ch`` provides the class while pickling, then is removed, so the
-    loader must cope without chumpy, as on Python 3.11.
-    """
-    ch_mod = types.ModuleType("chumpy.ch")
-
-    class Ch:  # mimics chumpy.ch.Ch: the value lives in the ``x`` term of the pickled state
-        def __init__(self, x: np.ndarray) -> None:
-            self.x = x
-            self._dirty_vars = set()
-
-        def __getstate__(self) -> dict:
-            return {"x": self.x, "_dirty_vars": self._dirty_vars}
-
-    Ch.__module__ = "chumpy.ch"
-    Ch.__qualname__ = "Ch"
-    ch_mod.Ch = Ch
-    pkg = types.ModuleType("chumpy")
-    pkg.ch = ch_mod
-    sys.modules["chumpy"], sys.modules["chumpy.ch"] = pkg, ch_mod
-    try:
-        data = dict(arrays)
-        data["shapedirs"] = Ch(arrays["shapedirs"])
-        data["v_template"] = Ch(arrays["v_template"])
-        data["J_regressor"] = scipy.sparse.csc_matrix(arrays["J_regressor"])
-        data["bs_style"] = "lbs"
-        with open(path, "wb") as fh:
-            pickle.dump(data, fh, protocol=2)
-    finally:
-        del sys.modules["chumpy"], sys.modules["chumpy.ch"]
-    assert b"chumpy.ch" in path.read_bytes()
+from pipeline.world.standins import write_chumpy_smpl_pickle
 
 
 def test_chumpy_pickle_loads_without_chumpy(tmp_path: Path, tiny_smpl: dict) -> None:
     path = tmp_path / "SMPL_NEUTRAL.pkl"
-    _write_chumpy_pickle(tiny_smpl, path)
+    write_chumpy_smpl_pickle(tiny_smpl, path)
+    assert b"chumpy.ch" in path.read_bytes()
     with pytest.raises(ModuleNotFoundError):
         import chumpy  # noqa: F401  # chumpy really is absent
     arrays = load_smpl_arrays(path)
@@ -67,7 +30,7 @@ def test_chumpy_pickle_loads_without_chumpy(tmp_path: Path, tiny_smpl: dict) -> 
 
 def test_bodymodel_matches_smplx_on_plain_pickle(tmp_path: Path, tiny_smpl: dict) -> None:
     for gender in ("NEUTRAL", "MALE", "FEMALE"):
-        _write_chumpy_pickle(tiny_smpl, tmp_path / f"SMPL_{gender}.pkl")
+        write_chumpy_smpl_pickle(tiny_smpl, tmp_path / f"SMPL_{gender}.pkl")
     plain = tmp_path / "plain" / "SMPL_NEUTRAL.pkl"
     plain.parent.mkdir()
     save_smpl_pickle(tiny_smpl, plain)

@@ -73,7 +73,7 @@ def test_flip_twice_is_identity_for_every_label() -> None:
     np.testing.assert_array_equal(twice, warp_image(image, crop_affine(np.array([30.0, 20.0]), 0.2, 40), 40))
     once = warp_image(image, a, 40)
     np.testing.assert_array_equal(once, warp_image(image, crop_affine(np.array([30.0, 20.0]), 0.2, 40), 40)[:, ::-1])
-    kp = rng.normal(size=(24, 3))
+    kp = rng.normal(size=(49, 3))
     np.testing.assert_array_equal(flip_keypoints_labels(flip_keypoints_labels(kp)), kp)
     pose = rng.normal(size=72)
     np.testing.assert_allclose(flip_pose(flip_pose(pose)), pose)

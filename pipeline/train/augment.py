@@ -60,12 +60,12 @@ def sample_augmentation(rng: np.random.Generator, settings: AugmentSettings) -> 
 
 
 def flip_keypoints_labels(keypoints: np.ndarray) -> np.ndarray:
-    """Permute SPIN's 49 (or 24 ground-truth) keypoints (49|24, k) after a mirror (``J49_FLIP_PERM`` /
-    ``J24_FLIP_PERM``); coordinates must already be mirrored (by the affine)."""
+    """Permute SPIN's 49 keypoints (49, k) after a mirror (``J49_FLIP_PERM``); coordinates must already be
+    mirrored (by the affine)."""
     keypoints = np.asarray(keypoints)
-    if len(keypoints) not in (len(_J49_PERM), len(_J24_PERM)):
-        raise ValueError(f"expected 49 or 24 keypoints, got {len(keypoints)}")
-    return keypoints[_J49_PERM if len(keypoints) == len(_J49_PERM) else _J24_PERM]
+    if len(keypoints) != len(_J49_PERM):
+        raise ValueError(f"expected SPIN's {len(_J49_PERM)} keypoints, got {len(keypoints)}")
+    return keypoints[_J49_PERM]
 
 
 def flip_joints_3d(joints: np.ndarray) -> np.ndarray:

@@ -1,10 +1,16 @@
 # Differentiable Semantic Rendering (Dwivedi et al., ICCV 2021) as a Snakemake pipeline.
 # Main job: snakemake --cores N results/eval_3dpw.csv   (see README.md)
+import os
+
 from snakemake.utils import min_version
 
 from pipeline.config import validate_config
 
 min_version("9.0")
+
+# pyrender renders headless through EGL (scan views, images, qualitative figures); the jobs inherit this, so
+# a plain `snakemake ...` works without exporting it first. An explicit value (e.g. osmesa) is kept.
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 
 configfile: "config/config.yaml"

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, copy_workflow
 
 BIN = Path(sys.executable).parent
 SLURM = ROOT / "profiles" / "slurm" / "config.yaml"
@@ -24,7 +24,7 @@ def _profile(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def _snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def _snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300, check=False, env={**os.environ, "PYOPENGL_PLATFORM": "egl"})
 
@@ -56,9 +56,9 @@ def test_workflow_profile_does_not_override_the_slurm_profile() -> None:
     assert not {"executor", "default-resources", "set-resources", "jobs", "retries"} & default.keys()
 
 
-def test_profile_names_only_rules_that_exist() -> None:
+def test_profile_names_only_rules_that_exist(tmp_path: Path) -> None:
     """Snakemake silently ignores set-resources/groups for unknown rules, so a typo would go unnoticed."""
-    res = _snakemake("--list-rules")
+    res = _snakemake("--list-rules", cwd=copy_workflow(tmp_path))  # .snakemake/ goes there, not into the checkout
     assert res.returncode == 0, res.stderr[-3000:]
     rules = set(res.stdout.split())
     profile = _profile(SLURM)
@@ -88,7 +88,7 @@ def test_job_count_of_a_coco_h36m_mpi_size_run(tmp_path: Path) -> None:
         "masks:\n  datasets: [coco_eft, h36m, mpi_inf_3dhp]\n  num_shards: 64\n")
     targets = [f"results/masks/{d}.h5" for d in ("coco_eft", "h36m", "mpi_inf_3dhp")]
     res = _snakemake("--directory", str(tmp_path), "--profile", str(ROOT / "profiles" / "slurm"), "-n", "--quiet",
-                     "rules", "--", *targets)
+                     "rules", "--", *targets, cwd=tmp_path)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     table = out.split("Job stats:", 1)[1].split("total", 1)[0]

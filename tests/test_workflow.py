@@ -8,17 +8,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import copy_workflow
 
 BIN = Path(sys.executable).parent
 
 
-def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The workflow with its default config, as a fresh clone holds it: Snakemake writes its .snakemake/ folder
+    there (even for a dry run or --lint), not into this checkout, and tests on several workers do not meet."""
+    return copy_workflow(tmp_path_factory.mktemp("clone"))
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-def test_dry_run_builds_dag() -> None:
-    res = _run("snakemake", "-n", "--forceall", "--quiet", "rules")
+def test_dry_run_builds_dag(clone: Path) -> None:
+    res = _run("snakemake", "-n", "--forceall", "--quiet", "rules", cwd=clone)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "build_body_model" in res.stdout + res.stderr
     assert "check_body_model" in res.stdout + res.stderr
@@ -28,36 +35,36 @@ def test_dry_run_builds_dag() -> None:
     assert "pretrain_regressor" in res.stdout + res.stderr
 
 
-def test_lint_clean() -> None:
-    res = _run("snakemake", "--lint")
+def test_lint_clean(clone: Path) -> None:
+    res = _run("snakemake", "--lint", cwd=clone)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
 
-def test_snakefmt_clean() -> None:
-    res = _run("snakefmt", "--check", "Snakefile", "workflow/rules")
+def test_snakefmt_clean(clone: Path) -> None:
+    res = _run("snakefmt", "--check", "Snakefile", "workflow/rules", cwd=clone)
     assert res.returncode == 0, res.stderr[-3000:]
 
 
-def test_misspelt_config_key_fails_at_dag_build(tmp_path: Path) -> None:
+def test_misspelt_config_key_fails_at_dag_build(clone: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("open_world:\n  body_model:\n    n_shape_sample: 3\n")
-    res = _run("snakemake", "-n", "--configfile", str(bad))
+    res = _run("snakemake", "-n", "--configfile", str(bad), cwd=clone)
     assert res.returncode != 0
     assert "open_world.body_model.n_shape_sample" in res.stdout + res.stderr
 
 
-def test_missing_real_asset_fails_at_dag_build(tmp_path: Path) -> None:
+def test_missing_real_asset_fails_at_dag_build(clone: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "real.yaml"
     cfg.write_text(f"world: real\nassets:\n  body_models: {tmp_path}/nowhere\n")
-    res = _run("snakemake", "-n", "--configfile", str(cfg))
+    res = _run("snakemake", "-n", "--configfile", str(cfg), cwd=clone)
     assert res.returncode != 0
     assert "assets.body_models" in res.stdout + res.stderr and "smpl.is.tue.mpg.de" in res.stdout + res.stderr
 
 
-def test_graphonomy_backend_without_checkpoint_fails_at_dag_build(tmp_path: Path) -> None:
+def test_graphonomy_backend_without_checkpoint_fails_at_dag_build(clone: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "g.yaml"
     cfg.write_text("prior:\n  parser:\n    backend: graphonomy\n")
-    res = _run("snakemake", "-n", "--configfile", str(cfg))
+    res = _run("snakemake", "-n", "--configfile", str(cfg), cwd=clone)
     out = res.stdout + res.stderr
     assert res.returncode != 0
     assert "assets.graphonomy_checkpoint" in out and "universal_trained.pth" in out

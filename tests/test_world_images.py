@@ -56,17 +56,18 @@ def test_visible_keypoints_inside_silhouette_and_exact_label_maps(open_model, tm
             pix = np.floor(uv).astype(int)
             ok = (pix >= 0).all(1) & (pix < SIZE).all(1)
             vis = ok & sample.visible_mask[np.clip(pix[:, 1], 0, SIZE - 1), np.clip(pix[:, 0], 0, SIZE - 1)]
+            # Noise-free label map of the person alone (its own silhouette, ignoring occlusion).
+            alone, _ = render_label_map([(sample.person.scan_vertices, sample.person.faces,
+                                          sample.person.clothed.face_label)], sample.camera, renderer=renderer)
             # A visible joint's pixel shows the person; allow one pixel of slack for joints near an edge.
-            sil = np.pad(sample.person_mask, 1)
+            sil = np.pad(alone > 0, 1)
             near = np.zeros(vis.sum(), dtype=bool)
             for dy in (0, 1, 2):
                 for dx in (0, 1, 2):
                     near |= sil[pix[vis, 1] + dy, pix[vis, 0] + dx]
             inside += int(near.sum())
             total += int(vis.sum())
-            # Noise-free label map of the person alone vs pyrender's silhouette of the lit person (depth > 0).
-            alone, _ = render_label_map([(sample.person.scan_vertices, sample.person.faces,
-                                          sample.person.clothed.face_label)], sample.camera, renderer=renderer)
+            # The same label map vs pyrender's silhouette of the lit person (depth > 0).
             _, depth = renderer.render_rgb([MeshData(sample.person.scan_vertices, sample.person.faces,
                                                      sample.person.clothed.vertex_colors)], sample.camera)
             fg, person = alone > 0, depth > 0

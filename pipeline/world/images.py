@@ -126,7 +126,6 @@ class RenderedSample:
 
     rgb: np.ndarray
     labels_gt: np.ndarray
-    person_mask: np.ndarray  # the main person's own silhouette (ignoring occlusion)
     visible_mask: np.ndarray  # pixels where the main person is the nearest surface
     camera: Camera
     person: Person
@@ -162,7 +161,6 @@ def render_sample(models: dict[str, BodyModel], renderer: SceneRenderer, spec: S
     background = random_background(size, size, rng)
     rgb, _ = renderer.render_rgb(meshes, camera, lighting, background)
     labels, owner = render_label_map(meshes, camera, renderer=renderer)
-    own, _ = render_label_map(meshes[:1], camera, renderer=renderer)
     model = models[person.gender]
     with torch.no_grad():
         posed = model(betas=torch.as_tensor(person.betas[None], dtype=torch.float32),
@@ -171,7 +169,7 @@ def render_sample(models: dict[str, BodyModel], renderer: SceneRenderer, spec: S
                       transl=torch.as_tensor(person.transl[None], dtype=torch.float32))
     if posed.joints_j49 is None:
         raise ValueError("the body models were loaded without joint regressors; SPIN's joints need them")
-    return RenderedSample(rgb=rgb, labels_gt=labels, person_mask=own > 0, visible_mask=owner == 0,
+    return RenderedSample(rgb=rgb, labels_gt=labels, visible_mask=owner == 0,
                           camera=camera, person=person, joints_spin=posed.joints_spin[0].double().numpy(),
                           joints_openpose=posed.joints_openpose[0].double().numpy())
 

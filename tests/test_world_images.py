@@ -165,3 +165,16 @@ def test_training_shapes_are_given_in_the_neutral_model(open_model, tmp_path: Pa
     assert error_to_s(np.zeros_like(data.shape)) > fitted + 5.0
     pw = read_spin_npz(_split(open_model, tmp_path, "3dpw", "train", "spin_npz", 2, EXACT))
     assert pw.present["gender"] and np.abs(pw.shape).max() < 4.0
+
+
+def test_train_and_test_splits_of_one_name_show_different_people(open_model, tmp_path: Path) -> None:
+    """3DPW and MPI-INF-3DHP have a training and a test split of the same name; they must not share images (they
+    did: the image seed ignored the group, so the test images were the first training images)."""
+    train = read_spin_npz(_split(open_model, tmp_path / "train", "3dpw", "train", "spin_npz", 2, EXACT))
+    test = read_spin_npz(_split(open_model, tmp_path / "test", "3dpw", "test", "spin_npz", 2, EXACT))
+    assert train.imgname.tolist() == test.imgname.tolist()  # same file names, other people
+    for k in range(2):
+        assert np.abs(train.pose[k] - test.pose[k]).max() > 0.1
+        a = np.asarray(Image.open(tmp_path / "train" / "3dpw" / "images" / train.imgname[k]), dtype=np.int16)
+        b = np.asarray(Image.open(tmp_path / "test" / "3dpw" / "images" / test.imgname[k]), dtype=np.int16)
+        assert np.abs(a - b).mean() > 10.0

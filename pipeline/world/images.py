@@ -62,6 +62,9 @@ class SplitSpec:
     partial_smpl: bool = False
     image_folder: str = ""  # sub-folder of the image root (COCO: train2014)
     labels: bool = True  # write the parser-like label maps (not needed by the pretraining set)
+    #: ``train``, ``test`` or ``pretrain``: part of every image's seed, so that a training and a test split of
+    #: the same name (``3dpw``, ``mpi_inf_3dhp``) show different people, as real train/test splits do.
+    group: str = "train"
 
 
 def split_spec(name: str, group: str, settings: dict, fmt: str) -> SplitSpec:
@@ -73,7 +76,7 @@ def split_spec(name: str, group: str, settings: dict, fmt: str) -> SplitSpec:
     return SplitSpec(name=name, count=int(settings["count"]), distractor_prob=float(settings["distractor_prob"]),
                      occluder_prob=float(settings["occluder_prob"]), fmt=fmt, keys=keys,
                      partial_smpl=(group == "train" and name == "mpi_inf_3dhp"),
-                     image_folder="train2014" if fmt == "eft_json" else "")
+                     image_folder="train2014" if fmt == "eft_json" else "", group=group)
 
 
 def pretrain_spec(shard: int, count: int, distractor_prob: float, occluder_prob: float) -> SplitSpec:
@@ -81,7 +84,7 @@ def pretrain_spec(shard: int, count: int, distractor_prob: float, occluder_prob:
     on): SPIN npz with every training key, shapes in the neutral model as SPIN's fits, no label maps; shard
     ``k`` is split ``pretrain_k``."""
     return SplitSpec(name=f"pretrain_{shard}", count=count, distractor_prob=distractor_prob,
-                     occluder_prob=occluder_prob, fmt="spin_npz", keys="train", labels=False)
+                     occluder_prob=occluder_prob, fmt="spin_npz", keys="train", labels=False, group="pretrain")
 
 
 def _box_mesh(centre: np.ndarray, size: np.ndarray, yaw: float) -> tuple[np.ndarray, np.ndarray]:
@@ -274,7 +277,7 @@ def make_image_split(
     label_pixels = np.zeros(NUM_LABELS, dtype=np.int64)
     with SceneRenderer(size, size) as renderer:
         for i in tqdm(range(n), desc=f"make_images {spec.name}", unit="img", disable=not progress):
-            rng = np.random.default_rng(stage_seed(seed, "image", spec.name, str(i)))
+            rng = np.random.default_rng(stage_seed(seed, "image", spec.group, spec.name, str(i)))
             sample = render_sample(models, renderer, spec, rng, size, focal_range, person_height_range,
                                    azimuth_std_deg)
             ann = annotate(sample, rng)

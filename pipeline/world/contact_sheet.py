@@ -12,7 +12,7 @@ from pipeline.io.eft_json import read_eft_json
 from pipeline.io.spin_npz import read_spin_npz
 from pipeline.parsing.labels import colorize
 from pipeline.render.offscreen import Camera, MeshData, SceneRenderer, intrinsics, look_at, render_label_map
-from pipeline.world.images import label_root
+from pipeline.world.layout import label_root
 
 TILE = 160
 

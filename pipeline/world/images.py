@@ -28,6 +28,7 @@ from pipeline.render.offscreen import Camera, Lighting, MeshData, SceneRenderer,
 from pipeline.runtime import stage_seed
 from pipeline.world.backgrounds import random_background
 from pipeline.world.keypoints import PELVIS_MPII, keypoint_bbox
+from pipeline.world.layout import label_root
 from pipeline.world.parser_noise import ParserNoise, apply_parser_noise
 from pipeline.world.scans import Person, make_person
 
@@ -214,11 +215,6 @@ def save_palette_png(labels: np.ndarray, path: Path) -> None:
     pal[:NUM_LABELS] = PALETTE
     img.putpalette(pal.ravel().tolist())
     img.save(path)
-
-
-def label_root(image_root: str | Path, exact: bool = False) -> Path:
-    """Where the open world keeps the parser-like label maps of an image root (``labels`` / ``labels_gt``)."""
-    return Path(image_root).parent / ("labels_gt" if exact else "labels")
 
 
 class NeutralShapeFit:

@@ -13,7 +13,7 @@ import trimesh
 from PIL import Image
 
 from pipeline.render.offscreen import Camera, SceneRenderer, render_label_map
-from pipeline.world.images import label_root
+from pipeline.world.layout import label_root
 from pipeline.world.parser_noise import ParserNoise, apply_parser_noise
 
 

@@ -30,10 +30,10 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def pretrained_world(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pretrained_world(tiny_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the tiny world whose runs start from the open world's own pretrained checkpoint."""
     work = tmp_path_factory.mktemp("pretrained") / "world"
-    shutil.copytree(tiny_run, work, symlinks=True, ignore=shutil.ignore_patterns("results"))
+    shutil.copytree(tiny_project, work, symlinks=True, ignore=shutil.ignore_patterns("results"))
     config = work / "config" / "config.yaml"
     config.write_text(f"assets:\n  pretrained_checkpoint: {CHECKPOINT}\n" + config.read_text())
     res = run_snakemake(work, "results/train/sd/checkpoints/final.pt")

@@ -103,8 +103,8 @@ def test_mirrored_mask_turns_left_arm_into_right_arm() -> None:
     np.testing.assert_array_equal(back, classes)
 
 
-def test_sample_mirror_matches_the_unmirrored_sample(tiny_run: Path) -> None:
-    settings, _ = _tiny_settings(tiny_run, "dsr")
+def test_sample_mirror_matches_the_unmirrored_sample(tiny_project: Path) -> None:
+    settings, _ = _tiny_settings(tiny_project, "dsr")
     spec = next(s for s in settings.datasets if s.name == "3dpw")
     src = SampleSource(spec, 64, 32)
     i = int(np.flatnonzero(src.store.meta["valid"])[0])
@@ -122,9 +122,9 @@ def test_sample_mirror_matches_the_unmirrored_sample(tiny_run: Path) -> None:
     assert plain["has_masks"] and plain["mask_known"].mean() > 0.9
 
 
-def test_augmented_2d_keypoints_agree_with_augmented_3d_joints(tiny_run: Path) -> None:
+def test_augmented_2d_keypoints_agree_with_augmented_3d_joints(tiny_project: Path) -> None:
     """Rotation and mirror applied to the image frame and to the 3D targets describe the same person."""
-    settings, _ = _tiny_settings(tiny_run, "sd")
+    settings, _ = _tiny_settings(tiny_project, "sd")
     src = SampleSource(next(s for s in settings.datasets if s.name == "h36m"), 64, 32)
     for aug in (Augmentation(), Augmentation(rot=35.0), Augmentation(flip=True, rot=-50.0, zoom=1.2)):
         for i in range(len(src.data)):
@@ -157,11 +157,11 @@ def _fixed_batch(settings: TrainSettings, n: int = 4) -> dict[str, torch.Tensor]
 
 
 @pytest.mark.parametrize("run", ["sd", "dsr"])
-def test_thirty_steps_reduce_the_loss_on_a_fixed_batch(tiny_run: Path, run: str) -> None:
+def test_thirty_steps_reduce_the_loss_on_a_fixed_batch(tiny_project: Path, run: str) -> None:
     from pipeline.losses.composite import LossWeights, total_loss
     from pipeline.train.loop import build_model
 
-    settings, paths = _tiny_settings(tiny_run, run, dsr_start_iter=0)
+    settings, paths = _tiny_settings(tiny_project, run, dsr_start_iter=0)
     batch = _fixed_batch(settings)
     sources = [SampleSource(s, settings.image_size, settings.render_size) for s in settings.datasets]
     torch.manual_seed(0)
@@ -195,8 +195,8 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
-def test_killed_run_resumes_to_the_same_weights(tiny_run: Path, tmp_path: Path) -> None:
-    settings, paths = _tiny_settings(tiny_run, "dsr", steps=6, checkpoint_every=2, dsr_start_iter=2, val_every=3)
+def test_killed_run_resumes_to_the_same_weights(tiny_project: Path, tmp_path: Path) -> None:
+    settings, paths = _tiny_settings(tiny_project, "dsr", steps=6, checkpoint_every=2, dsr_start_iter=2, val_every=3)
     full = train(settings, paths, tmp_path / "full")
     part = train(settings, paths, tmp_path / "cut", stop_after=4)
     assert part["steps"] == 4 and not (tmp_path / "cut/checkpoints/final.pt").exists()
@@ -220,13 +220,13 @@ def test_killed_run_resumes_to_the_same_weights(tiny_run: Path, tmp_path: Path) 
     assert other["resumed_from"] == 0
 
 
-def test_changed_inputs_or_code_train_anew_instead_of_resuming(tiny_run: Path, tmp_path: Path) -> None:
+def test_changed_inputs_or_code_train_anew_instead_of_resuming(tiny_project: Path, tmp_path: Path) -> None:
     """Snakemake reruns train_regressor after a kill *and* after an input or code change; only the first may
     resume from last.pt (else regenerated masks or an edited loss would re-save the old weights)."""
     import os
     import shutil
 
-    settings, paths = _tiny_settings(tiny_run, "dsr", steps=4, checkpoint_every=2, dsr_start_iter=2, val_every=100)
+    settings, paths = _tiny_settings(tiny_project, "dsr", steps=4, checkpoint_every=2, dsr_start_iter=2, val_every=100)
     code, prior = tmp_path / "loss.py", tmp_path / "semantic_prior.npz"
     code.write_text("WEIGHT = 1\n")
     shutil.copy(paths.prior, prior)
@@ -243,9 +243,9 @@ def test_changed_inputs_or_code_train_anew_instead_of_resuming(tiny_run: Path, t
     assert train(dataclasses.replace(settings, steps=6), paths, out)["resumed_from"] == 2  # more steps: continues
 
 
-def test_process_killed_mid_run_resumes_exactly(tiny_run: Path, tmp_path: Path) -> None:
+def test_process_killed_mid_run_resumes_exactly(tiny_project: Path, tmp_path: Path) -> None:
     """A real SIGKILL between checkpoints: the rerun continues from last.pt and ends with the same weights."""
-    settings, paths = _tiny_settings(tiny_run, "sd", steps=8, checkpoint_every=2, val_every=100)
+    settings, paths = _tiny_settings(tiny_project, "sd", steps=8, checkpoint_every=2, val_every=100)
     spec = {"settings": settings.to_dict(), "paths": dataclasses.asdict(paths), "out": str(tmp_path / "killed")}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     code = ("import torch._dynamo, json, sys, time\n"
@@ -271,10 +271,10 @@ def test_process_killed_mid_run_resumes_exactly(tiny_run: Path, tmp_path: Path) 
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_unknown_variant_and_missing_masks_are_named(tiny_run: Path) -> None:
+def test_unknown_variant_and_missing_masks_are_named(tiny_project: Path) -> None:
     with pytest.raises(ValueError, match="unknown variant 'dsr_xx'"):
-        _tiny_settings(tiny_run, "dsr_xx")
-    cfg = yaml.safe_load((tiny_run / "config" / "config.yaml").read_text())
+        _tiny_settings(tiny_project, "dsr_xx")
+    cfg = yaml.safe_load((tiny_project / "config" / "config.yaml").read_text())
     from pipeline.config import validate_config
 
     validate_config(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
@@ -283,9 +283,9 @@ def test_unknown_variant_and_missing_masks_are_named(tiny_run: Path) -> None:
                              master_seed=0, device="cpu")
 
 
-def test_sd_params_ignore_dsr_settings(tiny_run: Path) -> None:
-    sd, _ = _tiny_settings(tiny_run, "sd")
-    dsr, _ = _tiny_settings(tiny_run, "dsr")
+def test_sd_params_ignore_dsr_settings(tiny_project: Path) -> None:
+    sd, _ = _tiny_settings(tiny_project, "sd")
+    dsr, _ = _tiny_settings(tiny_project, "dsr")
     assert "dsr_start_iter" not in sd.params_dict() and "dsr_c" not in sd.params_dict()["loss_weights"]
     assert dsr.params_dict()["dsr_start_iter"] == dsr.dsr_start_iter
     assert sd.fingerprint() == dataclasses.replace(sd, dsr_start_iter=99, steps=1000).fingerprint()
@@ -295,14 +295,14 @@ def test_sd_params_ignore_dsr_settings(tiny_run: Path) -> None:
     assert to_homogeneous(np.eye(2, 3)).shape == (3, 3)
 
 
-def test_ground_truth_body_renders_onto_its_pseudo_ground_truth_mask(tiny_run: Path) -> None:
+def test_ground_truth_body_renders_onto_its_pseudo_ground_truth_mask(tiny_project: Path) -> None:
     """The whole DSR chain is aligned: the annotated body, posed and placed with the camera that fits its 2D
     keypoints, rendered through the training renderer, overlaps the cleaned mask of its crop; the same body
     moved sideways by a third of the crop does not."""
     from pipeline.model.geometry import axis_angle_to_rotmat
     from pipeline.render.camera import weak_perspective_to_translation
 
-    settings, paths = _tiny_settings(tiny_run, "dsr", dsr_terms=("dsr_mc", "dsr_c", "dsr_fb"))
+    settings, paths = _tiny_settings(tiny_project, "dsr", dsr_terms=("dsr_mc", "dsr_c", "dsr_fb"))
     items = []
     for spec in settings.datasets:
         src = SampleSource(spec, settings.image_size, settings.render_size)
@@ -335,10 +335,10 @@ def test_ground_truth_body_renders_onto_its_pseudo_ground_truth_mask(tiny_run: P
     assert aligned["dsr_c"] < moved["dsr_c"] - 0.2, (aligned, moved)
 
 
-def test_dsr_c_on_samples_without_a_valid_mc_label(tiny_run: Path) -> None:
+def test_dsr_c_on_samples_without_a_valid_mc_label(tiny_project: Path) -> None:
     """Issue #18: the paper's per-sample wording applies DSR-C to every sample with a cleaned mask; the official
     code skips DSR-C with DSR-MC when no MC label is valid (``dsr_c_requires_mc``). Both count the case."""
-    settings, paths = _tiny_settings(tiny_run, "dsr", dsr_start_iter=0)
+    settings, paths = _tiny_settings(tiny_project, "dsr", dsr_start_iter=0)
     batch = _fixed_batch(settings)
     batch["valid_mc"][0] = False  # sample 0 keeps its DSR-C mask but has no valid MC label
     sources = [SampleSource(s, settings.image_size, settings.render_size) for s in settings.datasets]
@@ -358,13 +358,13 @@ def test_dsr_c_on_samples_without_a_valid_mc_label(tiny_run: Path) -> None:
     torch.testing.assert_close(paper[0]["dsr_mc"], official[0]["dsr_mc"])
 
 
-def test_keypoint_2d_term_averages_over_spins_49_keypoints(tiny_run: Path) -> None:
+def test_keypoint_2d_term_averages_over_spins_49_keypoints(tiny_project: Path) -> None:
     """Issue #18: SPIN's 2D term is a mean over 49 keypoints x 2 coordinates, the 25 OpenPose slots weighted by
     ``openpose_train_weight`` (0) but still counted. One ground-truth keypoint 0.1 off in x with confidence 0.8
     gives 0.8 * 0.01 / 98, not / 48 (the 24-joint mean that weighed the term 2.04x SPIN's)."""
     from pipeline.render.camera import CROP_SIZE, perspective_projection, pixels_to_normalized
 
-    settings, paths = _tiny_settings(tiny_run, "sd")
+    settings, paths = _tiny_settings(tiny_project, "sd")
     sources = [SampleSource(s, settings.image_size, settings.render_size) for s in settings.datasets]
     model, _ = build_model(settings, paths, sources)
     model.eval()
@@ -386,7 +386,7 @@ def test_keypoint_2d_term_averages_over_spins_49_keypoints(tiny_run: Path) -> No
                                atol=1e-9)
 
 
-def test_a_fixed_batch_is_learned(tiny_run: Path) -> None:
+def test_a_fixed_batch_is_learned(tiny_project: Path) -> None:
     """The guard of issue #15: the pipeline can still learn. Every tiny-world training sample with SMPL and 3D
     joints, un-augmented, trained 150 steps from scratch (one core, ≈ 15 s): the training-set PA-MPJPE must fall
     from the mean-pose level (≈ 80–100 mm) below 30 mm and MPJPE (global orientation) below 60 mm. A broken target
@@ -395,7 +395,7 @@ def test_a_fixed_batch_is_learned(tiny_run: Path) -> None:
     from pipeline.train.loop import build_model
     from pipeline.train.probe import fit_fixed_batch
 
-    settings, paths = _tiny_settings(tiny_run, "sd")
+    settings, paths = _tiny_settings(tiny_project, "sd")
     sources = [SampleSource(s, settings.image_size, settings.render_size) for s in settings.datasets]
     items = [src.item(int(i)) for src in sources for i in src.train_index
              if src.data.has_smpl[i] and src.has_3d[i]]

@@ -33,18 +33,28 @@ install: system-deps $(STAMP)
 demo: install
 	$(BIN)/snakemake --cores $(N) $(TARGET)
 
-# pytest (unit tests, tiny DAG, rerun semantics, --lint, snakefmt), then the real-SLURM test where the
-# machine allows it (root + apt); otherwise that one is skipped with its reason printed. snakefmt finds
-# shfmt on PATH, hence the venv's bin/ first.
+# pytest (unit tests, tiny DAG, rerun semantics, --lint, snakefmt) on $(TEST_WORKERS) pytest-xdist workers, and
+# beside it the real-SLURM test where the machine allows it (root + apt; otherwise skipped with its reason
+# printed): that one mostly waits (package install, daemon start, job status polls), so it shares the cores
+# well. Its output follows pytest's. The exit status is pytest's when pytest fails, else the SLURM test's
+# (a skip counts as a pass here). tests/conftest.py builds the session fixtures once for all workers, starts
+# the tiny DAG while the unit tests run, and keeps the modules that share an expensive fixture on one worker.
+# snakefmt finds shfmt on PATH, hence the venv's bin/ first.
+TEST_WORKERS ?= $(N)
 test: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q tests
-	@rc=0; $(SLURM_TEST) || rc=$$?; \
-		if [ $$rc = 77 ]; then echo "make test: the SLURM test was skipped (reason above)"; else exit $$rc; fi
+	@slurm_log=$$(mktemp); \
+	$(SLURM_TEST) >"$$slurm_log" 2>&1 & slurm_pid=$$!; trap 'kill -INT $$slurm_pid 2>/dev/null' INT TERM; \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests; \
+	pytest_rc=$$?; rc=0; wait $$slurm_pid || rc=$$?; \
+	echo "== the real-SLURM test (tests/slurm/run.sh, run beside pytest):"; cat "$$slurm_log"; rm -f "$$slurm_log"; \
+	if [ $$rc = 77 ]; then echo "make test: the SLURM test was skipped (reason above)"; rc=0; fi; \
+	if [ $$pytest_rc != 0 ]; then exit $$pytest_rc; fi; exit $$rc
 
 # A real single-node Slurm (Debian packages, daemons on 127.0.0.1 in a private network namespace) runs a
 # small DAG through profiles/slurm and compares it with a local run; see tests/slurm/run.sh. Here a skip
-# (exit 77: not root, no apt, ...) is a failure: you asked for this test.
-SLURM_TEST = BIN="$(CURDIR)/$(BIN)" timeout -s INT -k 30 900 tests/slurm/run.sh
+# (exit 77: not root, no apt, ...) is a failure: you asked for this test. The limit allows for `make test`
+# running it beside pytest.
+SLURM_TEST = BIN="$(CURDIR)/$(BIN)" timeout -s INT -k 30 1200 tests/slurm/run.sh
 test-slurm: install
 	$(SLURM_TEST)
 

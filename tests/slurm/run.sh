@@ -19,8 +19,9 @@ SKIP=77
 TARGETS=(results/body/body_model_check.json results/prior/semantic_prior.npz)
 FIRST_RUN_RULES="accumulate_prior build_body_model check_body_model make_scans parse_scan_views render_scan_views"
 RERUN_RULES="accumulate_prior"
-# Seconds before a stuck snakemake gets SIGINT (SIGTERM does not stop it), then SIGKILL 30 s later.
-RUN_LIMIT=${RUN_LIMIT:-420}
+# Seconds before a stuck snakemake gets SIGINT (SIGTERM does not stop it), then SIGKILL 30 s later. `make test`
+# runs this beside pytest on the same cores: the first SLURM run took 366 s there on a busy 2-core machine.
+RUN_LIMIT=${RUN_LIMIT:-600}
 
 T0=$(date +%s)
 say() { printf '[test-slurm %4ss] %s\n' "$(($(date +%s) - T0))" "$*"; }
@@ -184,10 +185,14 @@ snakemake_in() { # workdir, args...
 	timeout -s INT -k 30 "$RUN_LIMIT" "$BIN/snakemake" -s "$ROOT/Snakefile" --directory "$work" "$@"
 }
 # The SLURM run: submitted from inside the namespace, polling faster than the profile's 20 s (seconds-long
-# jobs here), outputs visible at once (one file system).
+# jobs here), outputs visible at once (one file system). Status checks: the first after
+# --seconds-between-status-checks (Snakemake's default 10 s), then the plugin adds 10 s per check that sees no
+# job finish and goes back to --slurm-init-seconds-before-status-checks after one that does; 2 s for both
+# keeps a ~30 s job from idling ~30 s before its successor is submitted.
 run_slurm() {
 	in_ns timeout -s INT -k 30 "$RUN_LIMIT" "$BIN/snakemake" -s "$ROOT/Snakefile" --directory "$SLURM" \
-		--profile "$ROOT/profiles/slurm" --jobs 4 --latency-wait 5 --slurm-init-seconds-before-status-checks 2 "$@"
+		--profile "$ROOT/profiles/slurm" --jobs 4 --latency-wait 5 --slurm-init-seconds-before-status-checks 2 \
+		--seconds-between-status-checks 2 "$@"
 }
 # Rules whose jobs a log reports as finished ("rule X:" / "localrule X:" headers of executed jobs).
 rules_run() { grep -oE '^\s*(local)?(rule|checkpoint) [a-z_0-9]+:' "$1" | sed -E 's/^\s*(local)?(rule|checkpoint) //; s/:$//' |

@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.body.smpl_io import GENDERS, BodyModelFileError, find_model_file
 from pipeline.io.eft_json import COCO_IMAGE_FOLDER
-from pipeline.parsing.infer import CHECKPOINT_FILE_NAME, CHECKPOINT_OBTAIN_HINT
+from pipeline.parsing.checkpoint import CHECKPOINT_FILE_NAME, CHECKPOINT_OBTAIN_HINT
 
 
 class MissingAssetError(FileNotFoundError):

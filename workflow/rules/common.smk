@@ -127,7 +127,7 @@ def check_parser_checkpoints():
         config["prior"]["parser"]["backend"],
         config["masks"]["parser"]["backend"],
     ):
-        from pipeline.parsing.infer import check_checkpoint
+        from pipeline.parsing.checkpoint import check_checkpoint
 
         check_checkpoint(
             config["assets"]["graphonomy_checkpoint"], "assets.graphonomy_checkpoint"

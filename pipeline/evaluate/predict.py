@@ -36,13 +36,14 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from pipeline.body.model import BodyModel
+from pipeline.evaluate.names import PROTOCOLS
 from pipeline.evaluate.protocols import (
     DEFAULT_BATCH_SIZE,
     EvalResult,
@@ -52,19 +53,14 @@ from pipeline.evaluate.protocols import (
 )
 from pipeline.io.images import read_image_rgb
 from pipeline.io.spin_npz import PersonDataset
-from pipeline.model.hmr import HMR
 from pipeline.runtime import atomic_path
 from pipeline.train.crop import crop_affine, normalize_image, warp_image
 
+if TYPE_CHECKING:  # annotation only: scoring and plotting need no network code (torchvision, torch._dynamo)
+    from pipeline.model.hmr import HMR
+
 log = logging.getLogger(__name__)
 
-#: Test split name (``assets.test_datasets`` key) -> evaluation protocol (the ``dataset`` column of the CSVs).
-PROTOCOLS: dict[str, str] = {
-    "3dpw": "3dpw",
-    "h36m_p1": "h36m-p1",
-    "h36m_p2": "h36m-p2",
-    "mpi_inf_3dhp": "mpi-inf-3dhp",
-}
 #: Annotation keys each protocol needs (checked before anything is evaluated).
 PROTOCOL_KEYS: dict[str, tuple[str, ...]] = {
     "3dpw": ("pose", "shape", "gender"),

@@ -23,22 +23,19 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline.evaluate.protocols import EvalResult
+from pipeline.evaluate.names import BASELINE_RUNS, MEAN_PARAMS_RUN, PRETRAINED_RUN
 from pipeline.runtime import atomic_path
 
-#: Run name of the mean-parameter baseline (the regressor's output before any refinement step).
-MEAN_PARAMS_RUN: str = "mean-params"
-#: Run name of ``assets.pretrained_checkpoint`` evaluated as it is.
-PRETRAINED_RUN: str = "pretrained"
-#: Baseline runs, in table order (before every trained run).
-BASELINE_RUNS: tuple[str, ...] = (MEAN_PARAMS_RUN, PRETRAINED_RUN)
+if TYPE_CHECKING:  # torch and the body model: the tables and the report only read stored results
+    from pipeline.evaluate.protocols import EvalResult
+
 #: What each baseline is, for the report.
 BASELINE_DESCRIPTIONS: dict[str, str] = {
     MEAN_PARAMS_RUN: "the regressor's initial output: the mean pose, shape and camera held in the buffers of the "
@@ -312,6 +309,8 @@ def save_result(result: EvalResult, path: str | Path) -> Path:
 
 def load_result(path: str | Path) -> EvalResult:
     """Read an :class:`EvalResult` written by :func:`save_result`."""
+    from pipeline.evaluate.protocols import EvalResult
+
     with np.load(path, allow_pickle=False) as z:
         mpjpe_mm, pa_mpjpe_mm, pve_mm = (float(x) for x in z["scalars"])
         return EvalResult(

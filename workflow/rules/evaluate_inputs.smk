@@ -1,7 +1,6 @@
 # Input functions and constants of the evaluation rules (evaluate.smk); kept apart so that the rule
 # file holds only rules (snakemake --lint).
-from pipeline.evaluate.predict import PROTOCOLS
-from pipeline.evaluate.tables import MEAN_PARAMS_RUN, PRETRAINED_RUN
+from pipeline.evaluate.names import MEAN_PARAMS_RUN, PRETRAINED_RUN, PROTOCOLS
 from pipeline.train.runs import RUN_PATTERN, parse_run, run_names
 
 TEST_SPLIT_PATTERN = "|".join(PROTOCOLS)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.runtime import stage_seed
-from pipeline.train.checkpoint import read_checkpoint, save_checkpoint
 from pipeline.train.settings import AugmentSettings, SourceSpec, TrainSettings
 
 #: Run name of the pretraining run (folder, logs, fingerprint).
@@ -65,6 +64,9 @@ def export_spin_checkpoint(final: str | Path, out: str | Path) -> Path:
     ``total_step_count``; ``model_config`` and ``settings`` are kept as well (how to rebuild the model, what
     trained it). RNG state and the resume fingerprint are dropped: the file is a start, not a resume point.
     """
+    # imported here: the workflow reads pretrain_settings at DAG-build time, without torch
+    from pipeline.train.checkpoint import read_checkpoint, save_checkpoint
+
     state = read_checkpoint(final)
     settings = state.get("settings", {})
     spin = {

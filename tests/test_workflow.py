@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_workflow
+from tests.conftest import ROOT, copy_workflow
 
 BIN = Path(sys.executable).parent
+#: Packages the DAG build must not import (issue #21: torch, torchvision, torch._dynamo and matplotlib cost ~5 s
+#: CPU per Snakemake start-up, and tests and SLURM start Snakemake dozens of times).
+DAG_BUILD_FORBIDDEN: tuple[str, ...] = ("torch", "torchvision", "matplotlib")
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +42,20 @@ def test_dry_run_builds_dag(clone: Path) -> None:
 def test_lint_clean(clone: Path) -> None:
     res = _run("snakemake", "--lint", cwd=clone)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
+def test_dag_build_imports_neither_torch_nor_matplotlib() -> None:
+    """Every ``pipeline`` import of the Snakefile and the rule files (those inside input functions included),
+    run in a fresh interpreter, leaves the packages of :data:`DAG_BUILD_FORBIDDEN` unimported."""
+    sources = [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]
+    imports = [line.strip() for path in sources for line in path.read_text().splitlines()
+               if re.match(r"\s*(from|import) pipeline\b", line)]
+    assert len(imports) >= 10 and not any(line.endswith("(") for line in imports), imports
+    code = "\n".join([*imports, "import sys", f"print(sorted(set({DAG_BUILD_FORBIDDEN!r}) & set(sys.modules)))"])
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.strip() == "[]", imports
 
 
 def test_snakefmt_clean(clone: Path) -> None:

@@ -69,6 +69,24 @@ stop_pidfile() {
 	kill -KILL "$pid" 2>/dev/null || true
 }
 
+# A daemon's parent exits before its forked child writes the pid file: wait for the file (up to 20 s; a busy
+# machine, e.g. pytest starting beside this test, delays the child) before checking that the process lives.
+wait_started() { # pid file, daemon name
+	local pidfile=$1
+	for _ in $(seq 100); do
+		[ -s "$pidfile" ] && break
+		sleep 0.2
+	done
+	[ -s "$pidfile" ] || {
+		echo "$2 wrote no pid file ($pidfile) within 20 s of its start"
+		exit 1
+	}
+	kill -0 "$(cat "$pidfile")" 2>/dev/null || {
+		echo "$2 (pid $(cat "$pidfile")) died at start"
+		exit 1
+	}
+}
+
 teardown() {
 	local rc=$?
 	set +e
@@ -128,6 +146,7 @@ chmod 0400 "$STATE/munge.key"
 in_ns munged --force --key-file="$STATE/munge.key" --socket="$STATE/munge/munge.socket.2" \
 	--pid-file="$STATE/munged.pid" --log-file="$STATE/munged.log" --seed-file="$STATE/munged.seed"
 STARTED+=("$STATE/munged.pid")
+wait_started "$STATE/munged.pid" munged
 
 # --- slurm.conf -----------------------------------------------------------------------------------------
 # 8 CPUs / 64 GB declared (SlurmdParameters=config_overrides) so the profile's real-cluster requests fit;
@@ -145,13 +164,15 @@ export SLURM_CONF=$STATE/slurm.conf
 # --- slurmctld, slurmd ----------------------------------------------------------------------------------
 in_ns slurmctld -f "$STATE/slurm.conf"
 STARTED+=("$STATE/slurmctld.pid")
+wait_started "$STATE/slurmctld.pid" slurmctld
 in_ns slurmd -f "$STATE/slurm.conf" -N localhost
 STARTED+=("$STATE/slurmd.pid")
+wait_started "$STATE/slurmd.pid" slurmd
 state=""
 for _ in $(seq 60); do
 	for pidfile in "${STARTED[@]}"; do
-		[ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null || {
-			echo "daemon of $pidfile died at start"
+		kill -0 "$(cat "$pidfile")" 2>/dev/null || {
+			echo "the daemon of $pidfile (pid $(cat "$pidfile")) died while the node came up"
 			exit 1
 		}
 	done

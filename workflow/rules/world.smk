@@ -2,6 +2,8 @@
 
 
 include: "world_inputs.smk"
+# The "Potential of DSR" experiment (paper §5.3) needs the true bodies and exact masks: open world only.
+include: "potential.smk"
 
 
 rule build_body_model:

@@ -28,6 +28,11 @@ Variants (:data:`DSR_LOSSES`, :func:`get_dsr_loss`)
 ``dsr_fb``      DSR-FB, full-body silhouette vs the person mask (soft IoU by default).
 ``soft_distm``  soft-DistM (Eq. 2) of a rendered image vs a binary mask.
 ``mvp``         DSR-MVP: IoU of the image rendered with the *argmax* (one label per face) prior.
+
+The official code's choices (../shared/reference/DSR_SPIN_EFT_NOTES.md A.5–A.6), for the ``official`` ablation
+rows: ``dsr_mc_loss(rowwise=True)`` (row-wise soft IoU), ``dsr_c_loss(ce_on_probs=True)`` (cross-entropy with
+log-softmax on top of the rendered probabilities) and :func:`official_class_ratio_weights` (per-class
+pixel-ratio weights).
 """
 
 from __future__ import annotations
@@ -53,6 +58,11 @@ DISTM_POWER: float = 1.5
 BCE_EPS: float = 1e-6
 #: Threshold that binarises a rendered image for the hard IoU *metric* (:func:`hard_iou`, logging only).
 HARD_IOU_THRESHOLD: float = 0.5
+#: The official ``get_class_ratio``'s threshold: classes with at most this many pixels of a 224-pixel crop get
+#: weight 0 (notes A.5).
+OFFICIAL_CLASS_MIN_PIXELS: int = 60
+#: Crop side at which :data:`OFFICIAL_CLASS_MIN_PIXELS` is counted.
+OFFICIAL_CROP_SIZE: int = 224
 
 Reduction = Literal["valid_mean", "batch_mean"]
 #: Allowed values of ``reduction``.
@@ -160,7 +170,9 @@ def distance_to_mask(mask: torch.Tensor | np.ndarray) -> torch.Tensor:
     Returns:
         float32 tensor of the same shape, on the CPU. An empty mask gives all zeros (such samples are invalid).
     """
-    from scipy.ndimage import distance_transform_edt  # local: SciPy only needed by this variant
+    from scipy.ndimage import (
+        distance_transform_edt,  # local: SciPy only needed by this variant
+    )
 
     arr = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     batched = arr.reshape((-1, *arr.shape[-2:])).astype(bool)
@@ -180,6 +192,7 @@ def dsr_mc_loss(
     valid_pixels: torch.Tensor | None = None,
     eps: float = IOU_EPS,
     reduction: Reduction = "valid_mean",
+    rowwise: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """DSR-MC (Eq. 3): ``1 − Σ(P·G) / Σ(P + G − P·G)`` per sample (image-level soft IoU), averaged.
 
@@ -195,6 +208,8 @@ def dsr_mc_loss(
         valid_pixels: optional (B, H, W) bool: pixels with a known target (see module doc); others are ignored.
         eps: denominator guard.
         reduction: ``"valid_mean"`` or ``"batch_mean"`` (module doc).
+        rowwise: the official code's row-wise soft IoU (:func:`official_rowwise_soft_iou_loss`, a bug kept for
+            the ``official`` ablation row) instead of Eq. 3.
 
     Returns:
         ``(loss, n_valid)``: 0-d float tensor and 0-d int64 count of valid samples.
@@ -202,7 +217,8 @@ def dsr_mc_loss(
     _check_image_batch("mask_mc", mask_mc, rendered)
     valid = _check_valid(valid, rendered.shape[0])
     p, g = _apply_pixel_mask(_zero_invalid(rendered, valid), mask_mc, valid_pixels)
-    return _reduce(1.0 - soft_iou(p, g, eps), valid, reduction)
+    per_sample = official_rowwise_soft_iou_loss(p, g, eps) if rowwise else 1.0 - soft_iou(p, g, eps)
+    return _reduce(per_sample, valid, reduction)
 
 
 def dsr_c_loss(
@@ -215,6 +231,7 @@ def dsr_c_loss(
     class_weights: torch.Tensor | None = None,
     reduction: Reduction = "valid_mean",
     check_labels: bool = True,
+    ce_on_probs: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """DSR-C (Eq. 4): NLL of the rendered class distribution at the target class, mean over valid pixels.
 
@@ -247,6 +264,10 @@ def dsr_c_loss(
         class_weights: optional (C,) or (B, C) per-class pixel weights (None = Eq. 4's unweighted mean).
         reduction: ``"valid_mean"`` or ``"batch_mean"``.
         check_labels: verify the class ids (one host sync; turn off once the data loader guarantees them).
+        ce_on_probs: the official code's loss instead of Eq. 4: ``nn.CrossEntropyLoss`` with the rendered
+            probabilities as *logits*, ``−log softmax_k(R)_{class} = logsumexp_k R_k − R_class`` (``eps`` unused).
+            The rendered values lie in [0, 1], so the softmax is nearly flat: the per-pixel loss stays within
+            ``log C ± 1`` (uniform ``log C`` off the body) and its gradient is weak.
 
     Returns:
         ``(loss, n_valid)``: 0-d float tensor and 0-d int64 count of valid samples.
@@ -270,9 +291,12 @@ def dsr_c_loss(
         )
     labels = labels.clamp(0, n_cls - 1)
     rendered = torch.where(pix[:, None], rendered, torch.zeros_like(rendered))  # unknown pixels: no NaN leaks
-    log_norm = torch.log(rendered.sum(dim=1) + n_cls * eps)  # (B, H, W)
-    log_target = torch.log(torch.gather(rendered, 1, labels[:, None]).squeeze(1) + eps)
-    nll = log_norm - log_target
+    if ce_on_probs:
+        nll = torch.logsumexp(rendered, dim=1) - torch.gather(rendered, 1, labels[:, None]).squeeze(1)
+    else:
+        log_norm = torch.log(rendered.sum(dim=1) + n_cls * eps)  # (B, H, W)
+        log_target = torch.log(torch.gather(rendered, 1, labels[:, None]).squeeze(1) + eps)
+        nll = log_norm - log_target
     weight = pix.to(rendered.dtype)
     if class_weights is not None:
         cw = class_weights.to(rendered.dtype)
@@ -285,6 +309,48 @@ def dsr_c_loss(
     total_w = weight.sum(dim=(-2, -1))
     per_sample = (nll * weight).sum(dim=(-2, -1)) / total_w.clamp_min(torch.finfo(rendered.dtype).tiny)
     return _reduce(per_sample, total_w > 0, reduction)
+
+
+def official_class_ratio_weights(
+    class_map: torch.Tensor,
+    num_classes: int,
+    valid_pixels: torch.Tensor | None = None,
+    min_pixels: float = float(OFFICIAL_CLASS_MIN_PIXELS),
+) -> torch.Tensor:
+    """Per-sample DSR-C class weights of the official code (``get_class_ratio``, notes A.5).
+
+    With ``n_k`` the pixels of class k: ``w_k = min_{j: n_j ≥ t} n_j / n_k`` where ``n_k > t``, else 0, with
+    ``t = min_pixels``. Rare classes weigh more (the smallest kept class gets 1); the largest (usually Background)
+    gets a small weight. A sample without any class above ``t`` gets all zeros (no DSR-C loss).
+
+    The official threshold is 60 pixels of a 224-pixel crop; at another render size R pass
+    ``60 · (R/224)²`` (the same image area; :func:`official_min_pixels`).
+
+    Args:
+        class_map: (B, H, W) int class ids in [0, C).
+        num_classes: C.
+        valid_pixels: optional (B, H, W) bool: only these pixels are counted (the official code counts the whole
+            crop, padding included, as Background; unknown pixels carry no loss here, so they are not counted).
+        min_pixels: t.
+
+    Returns:
+        (B, C) float32 weights.
+    """
+    labels = class_map.long().clamp(0, num_classes - 1)
+    onehot = torch.nn.functional.one_hot(labels, num_classes).to(torch.float32)  # (B, H, W, C)
+    if valid_pixels is not None:
+        _check_image_batch("valid_pixels", valid_pixels, class_map)
+        onehot = onehot * valid_pixels[..., None].to(onehot.dtype)
+    counts = onehot.sum(dim=(1, 2))  # (B, C)
+    big = torch.tensor(float("inf"), device=counts.device)
+    smallest_kept = torch.where(counts >= min_pixels, counts, big).amin(dim=1, keepdim=True)  # (B, 1)
+    weights = smallest_kept / counts.clamp_min(1.0)
+    return torch.where((counts > min_pixels) & torch.isfinite(smallest_kept), weights, torch.zeros_like(weights))
+
+
+def official_min_pixels(render_size: int) -> float:
+    """The official 60-pixel class threshold (of a 224-pixel crop) scaled to a render of side ``render_size``."""
+    return OFFICIAL_CLASS_MIN_PIXELS * (render_size / OFFICIAL_CROP_SIZE) ** 2
 
 
 def dsr_fb_loss(

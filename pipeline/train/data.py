@@ -76,11 +76,14 @@ class SampleSource:
         image_size: crop side S.
         render_size: side R of the mask targets (the renderer's resolution).
         exclude: sample indices held out (validation); never drawn for training.
+        swap_lr_on_flip: a mirror swaps the masks' left/right labels (False: the official code's omission,
+            the ``no_flip_swap`` switch of the ``official`` variant).
     """
 
     def __init__(self, spec: SourceSpec, image_size: int, render_size: int,
-                 exclude: Sequence[int] = ()) -> None:
+                 exclude: Sequence[int] = (), swap_lr_on_flip: bool = True) -> None:
         self.spec = spec
+        self.swap_lr_on_flip = swap_lr_on_flip
         self.image_size = image_size
         self.render_size = render_size
         self.data: PersonDataset = read_dataset(spec.annotations, spec.fmt)
@@ -153,7 +156,7 @@ class SampleSource:
         known = c != UNKNOWN
         c = np.where(known, c, 0).astype(np.int64)
         valid_mc = np.asarray(store.meta["valid_mc"][i], dtype=bool)
-        if flip:
+        if flip and self.swap_lr_on_flip:
             c = flip_class_map(c, self.class_flip)
             valid_mc = flip_valid_mc(valid_mc)
         return {"mask_c": c, "mask_mc": (mc == 1).astype(np.float32), "mask_known": known,

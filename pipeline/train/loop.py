@@ -42,7 +42,13 @@ from pipeline.body.model import BodyModel
 from pipeline.evaluate.protocols import evaluate_3dpw, evaluate_h36m
 from pipeline.io.spin_npz import PersonDataset
 from pipeline.losses.composite import LossWeights, dsr_enabled, total_loss
-from pipeline.losses.dsr import argmax_prior, distance_to_mask, get_dsr_loss
+from pipeline.losses.dsr import (
+    argmax_prior,
+    distance_to_mask,
+    get_dsr_loss,
+    official_class_ratio_weights,
+    official_min_pixels,
+)
 from pipeline.losses.standard import (
     GT_TRAIN_WEIGHT,
     NUM_OPENPOSE_JOINTS,
@@ -68,7 +74,12 @@ from pipeline.render.camera import (
     scale_focal_length,
     weak_perspective_to_translation,
 )
-from pipeline.render.soft import render_semantics
+from pipeline.render.soft import (
+    BACKGROUND_EPS,
+    SOFTRAS_KERNEL_EPS,
+    render_semantics,
+    resolve_sigma,
+)
 from pipeline.train.checkpoint import inputs_digest, read_checkpoint, save_checkpoint
 from pipeline.train.data import (
     MixedDataset,
@@ -77,7 +88,7 @@ from pipeline.train.data import (
     to_tensors,
     validation_indices,
 )
-from pipeline.train.settings import TrainPaths, TrainSettings
+from pipeline.train.settings import OFFICIAL_MAPPING, TrainPaths, TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +100,7 @@ NO_MC_COUNT: str = "dsr_c_no_mc"
 def _sources(settings: TrainSettings, need_masks: bool) -> tuple[list[SampleSource], SampleSource | None, np.ndarray]:
     """Training sources, the validation source (a view of one of them, no augmentation) and its indices."""
     sources, val_source, val_index = [], None, np.zeros(0, dtype=np.int64)
+    swap = not settings.uses_official("no_flip_swap")
     names = [s.name for s in settings.datasets]
     if settings.val_dataset is not None and settings.val_dataset not in names:
         raise ValueError(f"train.validation.dataset {settings.val_dataset!r} is not one of the training datasets "
@@ -99,13 +111,14 @@ def _sources(settings: TrainSettings, need_masks: bool) -> tuple[list[SampleSour
                              "it to masks.datasets")
         exclude: np.ndarray = np.zeros(0, dtype=np.int64)
         if spec.name == settings.val_dataset:
-            probe = SampleSource(spec, settings.image_size, settings.render_size)
+            probe = SampleSource(spec, settings.image_size, settings.render_size, swap_lr_on_flip=swap)
             exclude = validation_indices(probe.data, settings.val_fraction)
             if not len(exclude):
                 raise ValueError(f"validation dataset {spec.name!r} has no samples with 3D joints (S); choose "
                                  "another train.validation.dataset or null")
             val_source, val_index = probe, exclude
-        sources.append(SampleSource(spec, settings.image_size, settings.render_size, exclude=exclude))
+        sources.append(SampleSource(spec, settings.image_size, settings.render_size, exclude=exclude,
+                                    swap_lr_on_flip=swap))
     return sources, val_source, val_index
 
 
@@ -201,15 +214,19 @@ def dsr_terms(settings: TrainSettings, prior: PriorTextures, vertices: torch.Ten
               cam_t: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
     """Render once, then every enabled DSR term; returns the terms and their valid-sample counts, plus under
     :data:`NO_MC_COUNT` the samples with a cleaned mask but no valid DSR-MC label (DSR-C applies to them unless
-    ``settings.dsr_c_requires_mc``, the official code's choice)."""
+    ``settings.dsr_c_requires_mc``, the official code's choice). The official switches
+    (:attr:`TrainSettings.official`) select the released code's renderer background weight, row-wise IoU,
+    cross-entropy on probabilities and per-class pixel-ratio weights."""
     terms = settings.dsr_terms
     valid_mc = batch["valid_mc"]
     textures, where = prior.textures(terms, valid_mc)
     r = settings.render_size
+    official = settings.uses_official
     images, silhouette = render_semantics(
         vertices, faces, textures, cam_t, focal=scale_focal_length(FOCAL_LENGTH, CROP_SIZE, r), image_size=r,
-        sigma=float(settings.renderer["sigma"]), gamma=float(settings.renderer["gamma"]),
-        backend=settings.renderer["backend"])
+        sigma=resolve_sigma(settings.renderer["sigma"], settings.renderer.get("sigma_px"), r),
+        gamma=float(settings.renderer["gamma"]), backend=settings.renderer["backend"],
+        eps=SOFTRAS_KERNEL_EPS if official("softras_bg_weight") else BACKGROUND_EPS)
     has = batch["has_masks"]
     mc_valid = has & valid_mc.any(dim=1)
     known = batch["mask_known"]
@@ -219,7 +236,7 @@ def dsr_terms(settings: TrainSettings, prior: PriorTextures, vertices: torch.Ten
     for term in terms:
         if term == "dsr_mc":
             loss, n = get_dsr_loss(term)(images[:, where["mc"]][:, 0], batch["mask_mc"], mc_valid,
-                                         valid_pixels=known, reduction=red)
+                                         valid_pixels=known, reduction=red, rowwise=official("rowwise_iou"))
         elif term == "soft_distm":
             dist = distance_to_mask(batch["mask_mc"]).to(images.device)
             loss, n = get_dsr_loss(term)(images[:, where["mc"]][:, 0], batch["mask_mc"], mc_valid, distance=dist,
@@ -228,9 +245,15 @@ def dsr_terms(settings: TrainSettings, prior: PriorTextures, vertices: torch.Ten
             loss, n = get_dsr_loss(term)(images[:, where["mvp"]][:, 0], batch["mask_mc"], mc_valid,
                                          valid_pixels=known, reduction=red)
         elif term == "dsr_c":
-            loss, n = get_dsr_loss(term)(images[:, where["c"]], batch["mask_c"], known,
+            rendered_c = images[:, where["c"]]
+            class_weights = None
+            if official("class_ratio_weights"):
+                class_weights = official_class_ratio_weights(batch["mask_c"], rendered_c.shape[1], known,
+                                                             official_min_pixels(r)).to(rendered_c.dtype)
+            loss, n = get_dsr_loss(term)(rendered_c, batch["mask_c"], known,
                                          valid=mc_valid if settings.dsr_c_requires_mc else has, reduction=red,
-                                         check_labels=False)
+                                         check_labels=False, class_weights=class_weights,
+                                         ce_on_probs=official("ce_on_probs"))
         elif term == "dsr_fb":
             person = (batch["mask_c"] > 0).to(silhouette.dtype)
             loss, n = get_dsr_loss(term)(silhouette, person, has, metric=settings.fb_metric, valid_pixels=known,
@@ -391,7 +414,13 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
         if len(mappings) != 1:
             raise ValueError("the mask stores of the training datasets use different DSR-C mappings; rerun "
                              "clean_masks with one masks.mapping")
-        class_matrix = next(s.mapping for s in sources if s.mapping is not None).matrix()
+        mapping = next(s.mapping for s in sources if s.mapping is not None)
+        if settings.uses_official("classes8") and mapping.name != OFFICIAL_MAPPING:
+            raise ValueError(f"run {settings.run!r} has the official switch classes8 but its mask stores "
+                             f"{[s.spec.masks for s in sources]} use the DSR-C mapping {mapping.name!r}; give it the "
+                             f"{OFFICIAL_MAPPING} stores (results/masks/{OFFICIAL_MAPPING}/<dataset>.h5, rule "
+                             "clean_masks_mapped) or drop the switch")
+        class_matrix = mapping.matrix()
         prior = PriorTextures(paths.prior, body.num_faces, class_matrix, device)
 
     model, loaded = build_model(settings, paths, sources)

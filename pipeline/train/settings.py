@@ -17,10 +17,13 @@ from typing import Any
 
 from pipeline.losses.terms import DSR_TERMS
 from pipeline.params import canonical
-from pipeline.train.runs import parse_run
+from pipeline.train.runs import OFFICIAL_SWITCHES, parse_run, variant_options
 
 #: SPIN/DSR crop side.
 CROP_SIZE: int = 224
+#: DSR-C mapping of the official code (switch ``classes8``); its mask stores live in a sibling folder named after
+#: it, ``results/masks/official8/{dataset}.h5`` (rule ``clean_masks_mapped``).
+OFFICIAL_MAPPING: str = "official8"
 #: Loss weights named like the DSR terms: each matters only to runs with its term.
 DSR_WEIGHTS: tuple[str, ...] = DSR_TERMS
 #: Settings that only matter to runs with one of the given DSR terms (left out of other runs' params).
@@ -29,6 +32,7 @@ DSR_SETTING_TERMS: dict[str, tuple[str, ...]] = {
     "dsr_start_iter": DSR_TERMS,
     "dsr_reduction": DSR_TERMS,
     "renderer": DSR_TERMS,
+    "official": DSR_TERMS,
     "fb_metric": ("dsr_fb",),
     "dsr_c_requires_mc": ("dsr_c",),
 }
@@ -92,7 +96,12 @@ class TrainSettings:
         dsr_reduction: ``valid_mean`` or ``batch_mean`` (official); fb_metric: DSR-FB metric.
         dsr_c_requires_mc: apply DSR-C only to samples that also have a valid DSR-MC mask (the official code,
             which skips both terms together) instead of every sample with a cleaned mask.
-        renderer: ``{"backend", "sigma", "gamma"}`` of :func:`pipeline.render.soft.render_semantics`.
+        renderer: ``{"backend", "sigma", "gamma", "sigma_px"}`` of :func:`pipeline.render.soft.render_semantics`;
+            ``sigma`` is in SoftRas' NDC units²; ``sigma_px`` (None = unused), when given, replaces it by the blur
+            length in pixels of the render, ``σ = (2·sigma_px/render_size)²``
+            (:func:`pipeline.render.soft.sigma_from_pixels`: the same pixel blur at any render size).
+        official: the official-code switches the run turns on (:data:`pipeline.train.runs.OFFICIAL_SWITCHES`,
+            in that order; empty = this project's losses).
         datasets: the mix; ratios: sampling probability per dataset.
         augment: SPIN augmentation; val_dataset / val_fraction: held-out validation samples (None: none).
         checkpoint_every, val_every, log_every: in steps; num_workers: DataLoader workers; threads: torch
@@ -124,6 +133,7 @@ class TrainSettings:
     fb_metric: str = "soft_iou"
     dsr_c_requires_mc: bool = False
     renderer: Mapping[str, Any] = field(default_factory=lambda: {"backend": "pairs", "sigma": 1e-5, "gamma": 1e-1})
+    official: tuple[str, ...] = ()
     augment: AugmentSettings = AugmentSettings()
     val_dataset: str | None = None
     val_fraction: float = 0.1
@@ -152,7 +162,18 @@ class TrainSettings:
         d["ratios"] = list(self.ratios)
         d["loss_weights"] = dict(self.loss_weights)
         d["renderer"] = dict(self.renderer)
+        d["official"] = list(self.official)
         return d
+
+    def uses_official(self, switch: str) -> bool:
+        """Whether the official-code switch ``switch`` is on.
+
+        Raises:
+            ValueError: unknown switch (lists the allowed ones).
+        """
+        if switch not in OFFICIAL_SWITCHES:
+            raise ValueError(f"unknown official switch {switch!r}; allowed: {', '.join(OFFICIAL_SWITCHES)}")
+        return switch in self.official
 
     def params_dict(self) -> dict[str, Any]:
         """The run's settings as the rule's ``params``, in canonical form: only what can change the run's outputs.
@@ -175,6 +196,14 @@ class TrainSettings:
                 d.pop(key)
         if not self.augment.enabled:
             d["augment"] = {"enabled": False}
+        # settings at their "off" value are left out, so adding them changed no existing run's params
+        if not d.get("official", True):
+            d.pop("official")
+        if "renderer" in d:
+            renderer = {k: v for k, v in d["renderer"].items() if not (k == "sigma_px" and v is None)}
+            if renderer.get("sigma_px") is not None:
+                renderer.pop("sigma", None)  # replaced by the pixel blur
+            d["renderer"] = renderer
         return canonical(d)
 
     def fingerprint(self) -> str:
@@ -193,6 +222,7 @@ class TrainSettings:
         values["datasets"] = tuple(SourceSpec(**s) for s in values["datasets"])
         values["ratios"] = tuple(values["ratios"])
         values["augment"] = AugmentSettings(**values["augment"])
+        values["official"] = tuple(values.get("official", ()))
         return cls(**values)
 
 
@@ -212,7 +242,7 @@ class TrainPaths:
 
 def settings_from_config(train_cfg: Mapping[str, Any], train_datasets: Mapping[str, Mapping[str, str]],
                          mask_stores: Mapping[str, str], run: str, *, master_seed: int, device: str,
-                         threads: int = 0, progress: bool = True) -> TrainSettings:
+                         threads: int = 0, progress: bool = True, masks_mapping: Any = None) -> TrainSettings:
     """Resolve a run's :class:`TrainSettings` from the validated ``train`` config section.
 
     Args:
@@ -221,8 +251,19 @@ def settings_from_config(train_cfg: Mapping[str, Any], train_datasets: Mapping[s
         mask_stores: dataset name -> cleaned mask store (only needed by DSR runs).
         run: run name (:func:`pipeline.train.runs.parse_run`).
         master_seed: ``config["seed"]``; device: a torch device string; threads: torch threads.
+        masks_mapping: ``config["masks"]["mapping"]``, the mapping of ``mask_stores``. A run with the official
+            switch ``classes8`` reads the :data:`OFFICIAL_MAPPING` stores instead, ``<folder>/official8/<file>``
+            beside each of ``mask_stores`` (unless ``masks_mapping`` is already ``official8``).
+
+    The variant's options (:func:`pipeline.train.runs.variant_options`, config ``train.variant_options``) override
+    the section's ``fb_metric``, ``dsr_reduction``, ``dsr_c_requires_mc`` and ``official``; its ``loss_weights``
+    are merged over ``train.loss_weights``.
     """
     spec = parse_run(run, train_cfg["variants"], master_seed)
+    options = variant_options(spec.variant, train_cfg.get("variant_options"))
+    official = tuple(options.get("official", ()))
+    loss_weights = {**train_cfg["loss_weights"], **options.get("loss_weights", {})}
+    remap = "classes8" in official and spec.uses_dsr and masks_mapping != OFFICIAL_MAPPING
     mix = {k: float(v) for k, v in train_cfg["datasets"].items() if float(v) > 0}
     if not mix:
         raise ValueError("train.datasets: every ratio is 0; give at least one dataset a positive ratio")
@@ -230,6 +271,8 @@ def settings_from_config(train_cfg: Mapping[str, Any], train_datasets: Mapping[s
     for name in mix:
         entry = train_datasets[name]
         masks = mask_stores.get(name) if spec.uses_dsr else None
+        if remap and masks is not None:
+            masks = official_mask_store(masks)
         if spec.uses_dsr and masks is None:
             raise ValueError(f"run {run!r} uses DSR terms {list(spec.dsr_terms)} but training dataset {name!r} has no "
                              f"masks: add it to masks.datasets (now {sorted(mask_stores)}) or set its ratio in "
@@ -247,12 +290,21 @@ def settings_from_config(train_cfg: Mapping[str, Any], train_datasets: Mapping[s
         gt_train_weight=float(train_cfg["gt_train_weight"]), backbone=train_cfg["backbone"],
         n_iter=int(train_cfg["n_iter"]), image_size=int(train_cfg["image_size"]),
         render_size=int(train_cfg["render_size"]), dsr_start_iter=int(train_cfg["dsr_start_iter"]),
-        loss_weights=dict(train_cfg["loss_weights"]), dsr_reduction=train_cfg["dsr_reduction"],
-        fb_metric=train_cfg["fb_metric"], dsr_c_requires_mc=bool(train_cfg["dsr_c_requires_mc"]),
-        renderer=dict(train_cfg["renderer"]),
+        loss_weights={k: float(v) for k, v in loss_weights.items()},
+        dsr_reduction=options.get("dsr_reduction", train_cfg["dsr_reduction"]),
+        fb_metric=options.get("fb_metric", train_cfg["fb_metric"]),
+        dsr_c_requires_mc=bool(options.get("dsr_c_requires_mc", train_cfg["dsr_c_requires_mc"])),
+        renderer=dict(train_cfg["renderer"]), official=official,
         augment=AugmentSettings(**train_cfg["augmentation"]),
         val_dataset=val["dataset"] if val["dataset"] in mix else None, val_fraction=float(val["fraction"]),
         checkpoint_every=int(train_cfg["checkpoint_every"]), val_every=int(val["every"]),
         log_every=int(train_cfg["log_every"]), num_workers=int(train_cfg["num_workers"]), threads=threads,
         device=device, progress=progress,
     )
+
+
+def official_mask_store(store: str) -> str:
+    """The :data:`OFFICIAL_MAPPING` mask store beside ``store``: ``results/masks/x.h5`` ->
+    ``results/masks/official8/x.h5`` (rule ``clean_masks_mapped``)."""
+    head, _, tail = store.replace("\\", "/").rpartition("/")
+    return f"{head}/{OFFICIAL_MAPPING}/{tail}" if head else f"{OFFICIAL_MAPPING}/{tail}"

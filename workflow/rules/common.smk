@@ -121,6 +121,11 @@ def get_cleaning_params():
     return cleaning_params(config["masks"])
 
 
+def get_mapped_cleaning_params(wildcards):
+    """clean_masks_mapped: the masks.* cleaning keys with the DSR-C mapping of the {mapping} wildcard."""
+    return cleaning_params({**config["masks"], "mapping": wildcards.mapping})
+
+
 def check_parser_checkpoints():
     """A graphonomy parser without its checkpoint stops the run at DAG-build time, naming the key."""
     if "graphonomy" in (

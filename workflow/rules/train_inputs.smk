@@ -1,6 +1,6 @@
 # Input functions of the training rules (workflow/rules/train.smk).
 from pipeline.train.runs import RUN_PATTERN
-from pipeline.train.settings import settings_from_config
+from pipeline.train.settings import OFFICIAL_MAPPING, settings_from_config
 
 
 def get_train_settings(wildcards):
@@ -12,6 +12,7 @@ def get_train_settings(wildcards):
         wildcards.run,
         master_seed=config["seed"],
         device=config["device"],
+        masks_mapping=config["masks"]["mapping"],
     )
 
 

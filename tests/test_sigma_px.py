@@ -60,3 +60,26 @@ def test_same_sigma_px_blurs_the_same_pixels_at_64_and_224() -> None:
     analytic = 1.0 / (1.0 + math.exp(0.015625**2 / PAPER_SIGMA))
     assert 2e-11 < analytic < 3e-11
     assert _coverage_half_pixel_below_edge(DEMO_SIZE, PAPER_SIGMA) == 0.0
+
+
+def test_dsr_sigma_px_variant_renders_with_the_paper_pixel_blur() -> None:
+    from pipeline.config import load_config
+    from pipeline.train.runs import PAPER_SIGMA_PX
+    from pipeline.train.settings import settings_from_config
+    from tests.conftest import ROOT
+
+    cfg = load_config(ROOT / "config" / "config.yaml")
+    stores = {n: f"results/masks/{n}.h5" for n in cfg["masks"]["datasets"]}
+
+    def settings(run: str):  # type: ignore[no-untyped-def]
+        return settings_from_config(cfg["train"], cfg["assets"]["train_datasets"], stores, run, master_seed=0,
+                                    device="cpu")
+
+    blur, dsr = settings("dsr_sigma_px"), settings("dsr")
+    assert PAPER_SIGMA_PX == pytest.approx(sigma_to_pixels(PAPER_SIGMA, PAPER_SIZE), rel=1e-15)
+    assert blur.renderer["sigma_px"] == PAPER_SIGMA_PX and dsr.renderer["sigma_px"] is None
+    r = blur.render_size
+    assert resolve_sigma(blur.renderer["sigma"], blur.renderer["sigma_px"], r) == pytest.approx(
+        1e-5 * (224 / r) ** 2, rel=1e-12)
+    assert "sigma" not in blur.params_dict()["renderer"] and blur.fingerprint() != dsr.fingerprint()
+    assert blur.seed == dsr.seed  # same initial weights and data order: only the blur differs

@@ -15,11 +15,14 @@ the paper's Table 1 rows (config ``train.variants`` may redefine or add them):
 ``dsr_fb_bce``  + DSR-FB as per-pixel binary classification (Table 1 "+ DSR-FB")
 ``dsr_fb_distm``+ DSR-FB as soft-DistM (Table 1 "+ DSR-FB (s-DistM)")
 ``official``    + DSR-C + DSR-MC as the released DSR code computes them (:data:`OFFICIAL_SWITCHES`)
+``dsr_sigma_px``+ DSR-C + DSR-MC rendered with the paper's blur in pixels at any render size
+                (``sigma_px`` = :data:`PAPER_SIGMA_PX`: σ = 1e-5 at 224 px, 1.225e-4 at 64 px)
 =============== =============================================================
 
 Variant options (config ``train.variant_options``, defaults :data:`DEFAULT_VARIANT_OPTIONS`) override training
 settings for one variant's runs (:data:`VARIANT_OPTION_KEYS`): ``fb_metric``, ``dsr_reduction``,
-``dsr_c_requires_mc``, ``loss_weights`` (merged over ``train.loss_weights``) and ``official``, the list of
+``dsr_c_requires_mc``, ``sigma_px`` (``train.renderer.sigma_px``), ``loss_weights`` (merged over
+``train.loss_weights``) and ``official``, the list of
 switches that reproduce the released code's choices one by one (../shared/reference/DSR_SPIN_EFT_NOTES.md A.2–A.6):
 
 ======================= =====================================================================================
@@ -38,6 +41,7 @@ official choices (batch reduction ``batch_mean``, DSR-C only with a valid MC mas
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,7 +61,11 @@ DEFAULT_VARIANTS: dict[str, tuple[str, ...]] = {
     "dsr_fb_bce": ("dsr_fb",),
     "dsr_fb_distm": ("dsr_fb",),
     "official": ("dsr_mc", "dsr_c"),
+    "dsr_sigma_px": ("dsr_mc", "dsr_c"),
 }
+#: The paper's blur in pixels: σ = 1e-5 NDC units² at its 224-pixel renders is √1e-5 · 224/2 = 0.354 px
+#: (:func:`pipeline.render.soft.sigma_to_pixels`, kept torch-free here).
+PAPER_SIGMA_PX: float = math.sqrt(1e-5) * 224 / 2
 #: The released DSR code's choices, each a switch of a variant's ``official`` option (module doc).
 OFFICIAL_SWITCHES: tuple[str, ...] = (
     "rowwise_iou", "ce_on_probs", "classes8", "class_ratio_weights", "no_flip_swap", "softras_bg_weight",
@@ -65,13 +73,16 @@ OFFICIAL_SWITCHES: tuple[str, ...] = (
 #: The official code's DSR weights (``configs/dsr_train.cfg``: 0.1 each, inside SPIN's ×60, notes A.6).
 OFFICIAL_DSR_WEIGHT: float = 0.1
 #: Training settings a variant may override (``train.variant_options.<variant>``).
-VARIANT_OPTION_KEYS: tuple[str, ...] = ("official", "loss_weights", "fb_metric", "dsr_reduction", "dsr_c_requires_mc")
+VARIANT_OPTION_KEYS: tuple[str, ...] = (
+    "official", "loss_weights", "fb_metric", "dsr_reduction", "dsr_c_requires_mc", "sigma_px",
+)
 #: Built-in options; a variant listed under ``train.variant_options`` replaces its entry here (``{}`` drops it).
 DEFAULT_VARIANT_OPTIONS: dict[str, dict[str, object]] = {
     "dsr_fb_bce": {"fb_metric": "bce"},
     "dsr_fb_distm": {"fb_metric": "soft_distm"},
     "official": {"official": list(OFFICIAL_SWITCHES),
                  "loss_weights": {"dsr_mc": OFFICIAL_DSR_WEIGHT, "dsr_c": OFFICIAL_DSR_WEIGHT}},
+    "dsr_sigma_px": {"sigma_px": PAPER_SIGMA_PX},
 }
 #: Wildcard constraint of a run name (also used by the Snakemake rules).
 RUN_PATTERN: str = r"[A-Za-z0-9_]+(-s[0-9]+)?"

@@ -256,8 +256,8 @@ def settings_from_config(train_cfg: Mapping[str, Any], train_datasets: Mapping[s
             beside each of ``mask_stores`` (unless ``masks_mapping`` is already ``official8``).
 
     The variant's options (:func:`pipeline.train.runs.variant_options`, config ``train.variant_options``) override
-    the section's ``fb_metric``, ``dsr_reduction``, ``dsr_c_requires_mc`` and ``official``; its ``loss_weights``
-    are merged over ``train.loss_weights``.
+    the section's ``fb_metric``, ``dsr_reduction``, ``dsr_c_requires_mc``, ``renderer.sigma_px`` and ``official``;
+    its ``loss_weights`` are merged over ``train.loss_weights``.
     """
     spec = parse_run(run, train_cfg["variants"], master_seed)
     options = variant_options(spec.variant, train_cfg.get("variant_options"))
@@ -294,7 +294,9 @@ def settings_from_config(train_cfg: Mapping[str, Any], train_datasets: Mapping[s
         dsr_reduction=options.get("dsr_reduction", train_cfg["dsr_reduction"]),
         fb_metric=options.get("fb_metric", train_cfg["fb_metric"]),
         dsr_c_requires_mc=bool(options.get("dsr_c_requires_mc", train_cfg["dsr_c_requires_mc"])),
-        renderer=dict(train_cfg["renderer"]), official=official,
+        renderer={**train_cfg["renderer"], **({"sigma_px": float(options["sigma_px"])} if "sigma_px" in options
+                                               else {})},
+        official=official,
         augment=AugmentSettings(**train_cfg["augmentation"]),
         val_dataset=val["dataset"] if val["dataset"] in mix else None, val_fraction=float(val["fraction"]),
         checkpoint_every=int(train_cfg["checkpoint_every"]), val_every=int(val["every"]),

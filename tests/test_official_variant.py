@@ -241,3 +241,11 @@ def test_dsr_terms_apply_the_switches(tmp_path: Path) -> None:
     assert float(terms_ours["dsr_c"]) == pytest.approx(float(expected_ours_c), rel=1e-5)
     assert abs(float(terms_ours["dsr_mc"]) - float(terms_off["dsr_mc"])) > 1e-4
     assert abs(float(terms_ours["dsr_c"]) - float(terms_off["dsr_c"])) > 0.05
+
+
+def test_schema_defaults_list_the_built_in_variants() -> None:
+    from pipeline.train.runs import DEFAULT_VARIANT_OPTIONS, DEFAULT_VARIANTS
+
+    cfg = load_config(ROOT / "config" / "config.yaml")
+    assert cfg["train"]["variants"] == {k: list(v) for k, v in DEFAULT_VARIANTS.items()}
+    assert set(DEFAULT_VARIANT_OPTIONS) <= set(DEFAULT_VARIANTS)

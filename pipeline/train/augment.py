@@ -13,6 +13,8 @@ keypoints and the masks alike. A mirror also swaps left and right, which the lab
   (LeftArm ↔ RightArm for ``official8``; identity for Table I), the ``valid_mc`` flags through
   ``MC_FLIP_PERMUTATION`` (LeftArm ↔ RightArm, LeftShoe ↔ RightShoe); the binary MC mask needs only the
   spatial mirror. CIHP-20 label maps (when used) through :func:`pipeline.parsing.labels.flip_permutation`.
+  The ``official`` variant's switch ``no_flip_swap`` reproduces the omission (masks mirrored only,
+  ``SampleSource(swap_lr_on_flip=False)`` in :mod:`pipeline.train.data`).
 """
 
 from __future__ import annotations

@@ -5,16 +5,16 @@ joints + DSR, to ask whether 3D joints alone give pixel-aligned bodies. Here, fr
 same fixed batch of the configured training split (default ``coco_eft``, the 2D-annotated pseudo-GT one) is
 over-fitted in three **arms**:
 
-================ ================================= =========================================================
-arm              terms                             masks
-================ ================================= =========================================================
-``sd``           2D + 3D keypoints (+ SPIN camera)  none
+================= ================================== ==========================================================
+arm               terms                              masks
+================= ================================== ==========================================================
+``sd``            2D + 3D keypoints (+ SPIN camera)  none
 ``sd_dsr_parser`` SD + DSR-MC + DSR-C                the training mask store (parser noise, cleaned as training
-                                                   reads it)
+                                                     reads it)
 ``sd_dsr_exact``  SD + DSR-MC + DSR-C                the same cleaning (:func:`pipeline.masks.clean.clean_sample`,
-                                                   the store's mapping and thresholds) applied to the noise-free
-                                                   label maps ``labels_gt/``: an upper bound no real data allow
-================ ================================= =========================================================
+                                                     the store's mapping and thresholds) applied to the noise-free
+                                                     label maps ``labels_gt/``: an upper bound no real data allow
+================= ================================== ==========================================================
 
 Choices (README, "Potential of DSR"):
 
@@ -69,7 +69,7 @@ from pipeline.losses.dsr import hard_iou, soft_iou
 from pipeline.masks.clean import CleanSettings, clean_sample, warp_nearest
 from pipeline.masks.mappings import ClassMapping
 from pipeline.render.camera import CROP_SIZE, FOCAL_LENGTH, scale_focal_length
-from pipeline.render.soft import render_semantics
+from pipeline.render.soft import render_semantics, resolve_sigma
 from pipeline.runtime import atomic_path, stage_seed
 from pipeline.train.crop import crop_affine, store_to_crop_index
 from pipeline.train.data import UNKNOWN, SampleSource, to_tensors
@@ -288,8 +288,8 @@ def part_ious(prior: PriorTextures, vertices: torch.Tensor, faces: torch.Tensor,
     textures, where = prior.textures(("dsr_mc",), exact["valid_mc"])
     images, silhouette = render_semantics(
         vertices, faces, textures, cam_t, focal=scale_focal_length(FOCAL_LENGTH, CROP_SIZE, r), image_size=r,
-        sigma=float(settings.renderer["sigma"]), gamma=float(settings.renderer["gamma"]),
-        backend=settings.renderer["backend"])
+        sigma=resolve_sigma(settings.renderer["sigma"], settings.renderer.get("sigma_px"), r),
+        gamma=float(settings.renderer["gamma"]), backend=settings.renderer["backend"])
     known = exact["mask_known"].to(images.dtype)
     mc = images[:, where["mc"]][:, 0] * known
     target = exact["mask_mc"] * known

@@ -52,7 +52,7 @@ def get_potential_params():
     )
 
 
-def get_potential_start():
+def get_potential_start(wildcards):
     """The start every run fine-tunes from: the pretrained checkpoint and SPIN's mean parameters, when set."""
     return {
         key: config["assets"][key]

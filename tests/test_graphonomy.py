@@ -15,6 +15,13 @@ import torch
 from PIL import Image
 
 from pipeline.parsing import graphs
+from pipeline.parsing.checkpoint import (
+    CHECKPOINT_CONFIG_KEY,
+    CHECKPOINT_FILE_NAME,
+    GRAPHONOMY_URL,
+    MissingCheckpointError,
+    check_checkpoint,
+)
 from pipeline.parsing.graphonomy import (
     CheckpointMismatchError,
     FeaturemapsToGraph,
@@ -25,16 +32,7 @@ from pipeline.parsing.graphonomy import (
     load_checkpoint,
     write_random_checkpoint,
 )
-from pipeline.parsing.infer import (
-    CHECKPOINT_CONFIG_KEY,
-    CHECKPOINT_FILE_NAME,
-    GRAPHONOMY_URL,
-    GraphonomyParser,
-    MissingCheckpointError,
-    check_checkpoint,
-    preprocess,
-    select_scales,
-)
+from pipeline.parsing.infer import GraphonomyParser, preprocess, select_scales
 from pipeline.parsing.labels import PALETTE, flip_label_map, flip_permutation
 
 SHARED_REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference"

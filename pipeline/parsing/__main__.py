@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from pipeline.parsing.infer import DEFAULT_SCALES, GraphonomyParser, check_checkpoint, save_label_png
+from pipeline.parsing.checkpoint import check_checkpoint
+from pipeline.parsing.infer import DEFAULT_SCALES, GraphonomyParser, save_label_png
 
 LOGGER = logging.getLogger("pipeline.parsing")
 

@@ -32,16 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pipeline.parsing.checkpoint import (  # noqa: F401 (re-exported: the DAG-build check moved, torch-free)
-    CHECKPOINT_CONFIG_KEY,
-    CHECKPOINT_DRIVE_ID,
-    CHECKPOINT_FILE_NAME,
-    CHECKPOINT_OBTAIN_HINT,
-    CHECKPOINT_SHA256,
-    GRAPHONOMY_URL,
-    MissingCheckpointError,
-    check_checkpoint,
-)
+from pipeline.parsing.checkpoint import CHECKPOINT_CONFIG_KEY, check_checkpoint
 from pipeline.parsing.graphonomy import GraphonomyUniversal, load_checkpoint
 from pipeline.parsing.labels import NUM_LABELS, PALETTE, flip_permutation
 from pipeline.runtime import atomic_path, resolve_device

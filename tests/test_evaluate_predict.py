@@ -410,7 +410,8 @@ def test_pipeline_report(tmp_path: Path) -> None:
     assert "55.2" in html and "101.0 ± 1.4" in html and "0.8125" in html and "LeftArm kept" in html
     assert "Training curves of run sd" in html and "Run sd: input" in html and "Semantic prior: prior views" in html
     assert "Training curves of pretraining" in html and "baseline mean-params: input" in html
-    assert html.count("data:image/png;base64,") == 7  # per-joint chart, prior, sheet, 2 curves, 2 qualitative
+    # per-joint chart, seed spread, prior, sheet, 2 curves, 2 qualitative
+    assert html.count("data:image/png;base64,") == 8
     # the results table: baselines first and shaded, with their numbers; the ablation starts with mean-params
     results = html[html.index('<table id="results">'):]
     results = results[:results.index("</table>")]

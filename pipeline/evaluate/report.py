@@ -6,8 +6,9 @@
 * ``results/eval_<dataset>_per_joint.csv`` (:func:`per_joint_csv_path`): long format, one row per run and
   joint, columns :data:`PER_JOINT_COLUMNS`.
 * :func:`build_html_report`: one HTML file with every image embedded as base64 (no external files), a
-  results table across datasets and runs, per-joint bar charts, figures (PNG/JPEG/SVG files, or training
-  curves drawn from CSV/TSV logs) and optional image grids of predictions.
+  results table across datasets and runs, optional sections (:class:`ReportSection`: a note, tables and
+  figures, e.g. the seeds and their spread, :func:`seed_spread_figure`), per-joint bar charts, figures
+  (PNG/JPEG/SVG files, or training curves drawn from CSV/TSV logs) and optional image grids of predictions.
 
 Every file is written atomically (temporary file in the same folder, then ``os.replace``), so a crash never
 leaves a half-written CSV or report. Matplotlib is used through :class:`matplotlib.figure.Figure` only, so
@@ -21,7 +22,9 @@ import csv
 import io
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +93,17 @@ BAR_FIGURE_HEIGHT_IN: float = 3.2
 BAR_WIDTH_PER_JOINT_IN: float = 0.55
 #: Width of one thumbnail of an image grid, CSS pixels.
 GRID_THUMB_PX: int = 220
+#: Seed-spread figure (:func:`seed_spread_figure`): panel size, dot colour and jitter, error-bar colour.
+SPREAD_PANEL_SIZE_IN: tuple[float, float] = (3.4, 2.8)
+SEED_DOT_COLOR: str = "tab:blue"
+SEED_DOT_JITTER: float = 0.08
+SPREAD_BAR_COLOR: str = "black"
+#: The error bar sits this far right of its variant's dots (x units: one variant = 1).
+SPREAD_BAR_OFFSET: float = 0.25
+DIFF_DOT_COLOR: str = "tab:green"
+BASELINE_LINE_COLORS: tuple[str, ...] = ("0.5", "tab:orange")
+#: A ``mean ± sd`` cell (signed with a true minus for a difference), right-aligned in the report's tables.
+_MEAN_SD_TEXT = re.compile(r"^[+−]?[0-9]+(\.[0-9]+)?( ± [0-9]+(\.[0-9]+)?)?$")
 #: Placeholder for a missing number in the report.
 MISSING: str = "—"
 #: Characters of a commit shown in the report tables.
@@ -139,6 +153,22 @@ alignment; PVE without alignment (3DPW only).</p>
 {% else %}
 <p>No evaluation results.</p>
 {% endif %}
+{% for sec in sections %}
+<h2>{{ sec.title }}</h2>
+{% if sec.note %}<p>{{ sec.note }}</p>{% endif %}
+{% for tab in sec.tables %}
+<h3>{{ tab.title }}</h3>
+<table>
+<thead><tr>{% for h in tab.header %}<th>{{ h }}</th>{% endfor %}</tr></thead>
+<tbody>
+{% for row in tab.rows %}<tr>{% for cell, numeric in row %}<td{% if numeric %} class="num"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}</tbody>
+</table>
+{% endfor %}
+{% for fig in sec.figures %}
+<figure><img class="plot" alt="{{ fig.caption }}" src="{{ fig.src }}"><figcaption>{{ fig.caption }}</figcaption></figure>
+{% endfor %}
+{% endfor %}
 {% for tab in tables %}
 <h2>{{ tab.title }}</h2>
 <table>
@@ -367,6 +397,74 @@ def plot_per_joint(per_joint: pd.DataFrame, dataset: str) -> bytes:
     return _figure_png(fig)
 
 
+def seed_spread_figure(
+    values: Mapping[str, Mapping[str, Sequence[float]]],
+    diffs: Mapping[str, Mapping[str, Sequence[float]]],
+    dataset: str,
+    reference: str,
+    baselines: Mapping[str, Mapping[str, float]] | None = None,
+) -> Figure:
+    """Seeds and their spread: per variant and metric, each seed as a dot and mean ± sample sd as an error bar
+    (top row); per variant, the paired differences ``variant(k) − reference(k)`` the same way (bottom row).
+
+    A variant with one seed (one pair) shows its dot without an error bar; the tick labels say ``n``.
+
+    Args:
+        values: variant → metric → per-seed values (mm), variants in display order; metrics whose values are
+            all NaN (PVE outside 3DPW) get no panel.
+        diffs: variant → metric → per-pair differences vs ``reference`` (mm); variants without pairs left out.
+        dataset: shown in the title.
+        reference: the variant the differences are taken against.
+        baselines: name → metric → value, drawn as dashed horizontal lines (e.g. ``pretrained``).
+    """
+    metrics = [m for m in COLUMN_TITLES
+               if any(np.isfinite(np.asarray(v.get(m, []), dtype=float)).any() for v in values.values())]
+    if not metrics:
+        raise ValueError(f"{dataset}: no finite metric values to draw (metrics: {list(COLUMN_TITLES)})")
+    fig = Figure(figsize=(SPREAD_PANEL_SIZE_IN[0] * len(metrics), SPREAD_PANEL_SIZE_IN[1] * 2),
+                 layout="constrained")
+    axes = fig.subplots(2, len(metrics), squeeze=False)
+    rows = ((values, "", SEED_DOT_COLOR), (diffs, f" − {reference}", DIFF_DOT_COLOR))
+    for top_or_bottom, (data, suffix, color) in enumerate(rows):
+        for ax, metric in zip(axes[top_or_bottom], metrics):
+            labels = []
+            for x, (variant, per_metric) in enumerate(data.items()):
+                y = np.asarray(per_metric.get(metric, []), dtype=float)
+                y = y[np.isfinite(y)]
+                labels.append(f"{variant}{suffix}\nn={y.size}")
+                offsets = (np.arange(y.size) - (y.size - 1) / 2) * SEED_DOT_JITTER
+                ax.plot(x + offsets, y, "o", ms=4, color=color, alpha=0.7, zorder=3)
+                if y.size >= 2:
+                    ax.errorbar([x + SPREAD_BAR_OFFSET], [y.mean()], yerr=[y.std(ddof=1)], fmt="_", ms=14, capsize=5,
+                                color=SPREAD_BAR_COLOR, zorder=4)
+            ax.set_xticks(np.arange(len(labels)), labels, fontsize="x-small")
+            ax.set_xlim(-0.6, max(len(labels), 1) - 0.4)
+            ax.grid(axis="y", alpha=0.3)
+            if top_or_bottom == 0:
+                ax.set_title(COLUMN_TITLES[metric], fontsize="small")
+                drawn = False
+                for (name, base), line in zip((baselines or {}).items(), BASELINE_LINE_COLORS):
+                    value = float(base.get(metric, math.nan))
+                    if math.isfinite(value):
+                        ax.axhline(value, ls="--", lw=1.0, color=line, label=f"{name}: {value:.1f}")
+                        drawn = True
+                if drawn:
+                    ax.legend(fontsize="x-small")
+            else:
+                ax.axhline(0.0, lw=1.0, color=START_LINE_COLOR)
+                ax.set_title(f"{COLUMN_TITLES[metric]}: variant − {reference}", fontsize="small")
+                if not data:
+                    ax.text(0.5, 0.5, f"no variant shares a seed with {reference}", ha="center", va="center",
+                            transform=ax.transAxes, fontsize="small")
+    fig.suptitle(f"{dataset}: seeds (dots), mean ± sample sd (bars, n ≥ 2); below: paired differences per seed")
+    return fig
+
+
+def plot_seed_spread(*args: Any, **kwargs: Any) -> bytes:
+    """PNG bytes of :func:`seed_spread_figure` (same arguments)."""
+    return _figure_png(seed_spread_figure(*args, **kwargs))
+
+
 def _curve_series(frame: pd.DataFrame, x_name: str | None) -> list[str]:
     """Numeric columns with at least one value to draw (a protocol without PVE leaves ``val_pve_mm`` empty):
     validation metrics first (:data:`VALIDATION_PREFIX`), then the others."""
@@ -425,8 +523,25 @@ def plot_training_curves(table: str | Path, title: str | None = None) -> bytes:
     return _figure_png(fig)
 
 
-def _embed_figure(path: Path) -> str:
-    """Data URI of an image file, or of training curves drawn from a CSV/TSV log."""
+@dataclass(frozen=True)
+class ReportSection:
+    """One section of the report, shown after the results table (:func:`build_html_report`).
+
+    title: heading; note: a paragraph under it; tables: table title → rows (mappings; columns in order of first
+    appearance, formatted like :func:`build_html_report`'s ``tables``); figures: caption → image file, CSV/TSV
+    log (drawn as training curves) or PNG bytes.
+    """
+
+    title: str
+    note: str = ""
+    tables: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
+    figures: Mapping[str, str | Path | bytes] = field(default_factory=dict)
+
+
+def _embed_figure(path: Path | bytes) -> str:
+    """Data URI of an image file, of training curves drawn from a CSV/TSV log, or of PNG bytes."""
+    if isinstance(path, bytes):
+        return _data_uri(path, IMAGE_MIME[".png"])
     if not path.is_file():
         raise FileNotFoundError(f"report figure {path} does not exist; build it first or drop it from the report")
     suffix = path.suffix.lower()
@@ -443,9 +558,12 @@ def _embed_figure(path: Path) -> str:
 
 
 def _format_cell(column: str, value: Any) -> tuple[str, bool]:
-    """Display text of one results-table cell and whether it is numeric (right-aligned)."""
+    """Display text of one results-table cell and whether it is numeric (right-aligned; also a
+    ``"100.0 ± 4.0"`` / ``"−8.5"`` text of :func:`pipeline.evaluate.tables.format_mean_std`)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return MISSING, column in MM_COLUMNS
+    if isinstance(value, str) and _MEAN_SD_TEXT.match(value):
+        return value, True
     if column in MM_COLUMNS or (column.endswith(MM_SUFFIXES) and isinstance(value, (int, float, np.number))):
         return f"{float(value):.{MM_DECIMALS}f}", True
     if isinstance(value, (int, np.integer)):
@@ -476,6 +594,18 @@ def _read_eval_csvs(eval_csvs: Sequence[str | Path]) -> pd.DataFrame:
     return combined[[*EVAL_COLUMNS, *extra]]
 
 
+def _table_view(title: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Template view of one extra table: columns in order of first appearance, cells via :func:`_format_cell`."""
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(c for c in row if c not in columns)
+    return {
+        "title": title,
+        "header": [COLUMN_TITLES.get(c, c) for c in columns],
+        "rows": [[_format_cell(c, row.get(c)) for c in columns] for row in rows],
+    }
+
+
 def build_html_report(
     eval_csvs: Sequence[str | Path],
     figures: Mapping[str, str | Path],
@@ -484,6 +614,7 @@ def build_html_report(
     image_grids: Mapping[str, Sequence[str | Path]] | None = None,
     provenance: Mapping[str, Any] | None = None,
     tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    sections: Sequence[ReportSection] = (),
 ) -> Path:
     """Write a self-contained static HTML report (every image inlined as base64).
 
@@ -499,6 +630,8 @@ def build_html_report(
         provenance: optional key → value list shown under the title (git SHA, config, seed).
         tables: optional section title → rows (mappings; columns in order of first appearance), shown after
             the results table (e.g. the ablation, mask QC). Columns ending in ``_mm`` get 1 decimal.
+        sections: :class:`ReportSection` s shown between the results table and ``tables`` (e.g. the seeds and
+            their spread).
 
     Returns:
         ``out_path``. Raises ``FileNotFoundError`` naming any missing input.
@@ -547,16 +680,14 @@ def build_html_report(
             images.append({"caption": p.name, "src": _data_uri(p.read_bytes(), mime)})
         grids.append({"title": grid_title, "images": images})
 
-    extra_tables = []
-    for tab_title, tab_rows in (tables or {}).items():
-        columns: list[str] = []
-        for row in tab_rows:
-            columns.extend(c for c in row if c not in columns)
-        extra_tables.append({
-            "title": tab_title,
-            "header": [COLUMN_TITLES.get(c, c) for c in columns],
-            "rows": [[_format_cell(c, row.get(c)) for c in columns] for row in tab_rows],
-        })
+    extra_tables = [_table_view(tab_title, tab_rows) for tab_title, tab_rows in (tables or {}).items()]
+    section_views = [
+        {"title": sec.title, "note": sec.note,
+         "tables": [_table_view(t, r) for t, r in sec.tables.items()],
+         "figures": [{"caption": c, "src": _embed_figure(f if isinstance(f, bytes) else Path(f))}
+                     for c, f in sec.figures.items()]}
+        for sec in sections
+    ]
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     html = env.from_string(_TEMPLATE).render(
@@ -568,6 +699,7 @@ def build_html_report(
         figures=figs,
         grids=grids,
         tables=extra_tables,
+        sections=section_views,
         thumb_px=GRID_THUMB_PX,
     )
     return atomic_write_bytes(out_path, html.encode("utf-8"))

@@ -78,6 +78,10 @@ rule evaluate_3dpw:
         ),
         per_joint="results/eval_3dpw_per_joint.csv",
         groups="results/eval_3dpw_joint_groups.csv",
+        # mean ± sd over seeds per variant, paired difference to sd (pipeline.evaluate.tables.seed_rows)
+        by_variant="results/eval_3dpw_by_variant.csv",
+        per_joint_by_variant="results/eval_3dpw_per_joint_by_variant.csv",
+        groups_by_variant="results/eval_3dpw_joint_groups_by_variant.csv",
     log:
         "logs/evaluate/evaluate_3dpw.log",
     conda:
@@ -98,6 +102,10 @@ rule evaluate_h36m:
         ),
         per_joint="results/eval_h36m_per_joint.csv",
         groups="results/eval_h36m_joint_groups.csv",
+        # mean ± sd over seeds per variant, paired difference to sd (pipeline.evaluate.tables.seed_rows)
+        by_variant="results/eval_h36m_by_variant.csv",
+        per_joint_by_variant="results/eval_h36m_per_joint_by_variant.csv",
+        groups_by_variant="results/eval_h36m_joint_groups_by_variant.csv",
     log:
         "logs/evaluate/evaluate_h36m.log",
     conda:
@@ -118,6 +126,10 @@ rule evaluate_mpi_inf_3dhp:
         ),
         per_joint="results/eval_mpi_inf_3dhp_per_joint.csv",
         groups="results/eval_mpi_inf_3dhp_joint_groups.csv",
+        # mean ± sd over seeds per variant, paired difference to sd (pipeline.evaluate.tables.seed_rows)
+        by_variant="results/eval_mpi_inf_3dhp_by_variant.csv",
+        per_joint_by_variant="results/eval_mpi_inf_3dhp_per_joint_by_variant.csv",
+        groups_by_variant="results/eval_mpi_inf_3dhp_joint_groups_by_variant.csv",
     log:
         "logs/evaluate/evaluate_mpi_inf_3dhp.log",
     conda:

@@ -25,8 +25,25 @@ def get_baseline_runs():
 
 
 def get_eval_runs():
-    """Runs in the evaluation tables, in row order: the baselines, then train.runs."""
+    """Runs in the evaluation tables, in row order: the baselines, then train.runs (checked by
+    check_run_repetitions)."""
+    check_run_repetitions(config["train"]["runs"])
     return [*get_baseline_runs(), *config["train"]["runs"]]
+
+
+def check_run_repetitions(runs):
+    """Each repetition of a variant once: 'sd' and 'sd-s0' train with the same seed, and
+    the tables pair variants seed by seed (pipeline.evaluate.tables.seed_rows)."""
+    seen = {}
+    for run in runs:
+        spec = parse_run(run, config["train"]["variants"])
+        key = (spec.variant, spec.repetition)
+        if key in seen:
+            raise ValueError(
+                f"train.runs: {seen[key]!r} and {run!r} are both repetition {spec.repetition} of "
+                f"variant {spec.variant!r} (the same training seed); keep one of them"
+            )
+        seen[key] = run
 
 
 def get_start_checkpoint():

@@ -23,6 +23,7 @@ from pipeline.evaluate.tables import (
     format_mean_std,
     seed_rows,
     split_run,
+    write_ablation,
     write_eval_tables,
 )
 
@@ -170,15 +171,23 @@ def _seed_table_html(html: str) -> str:
 
 
 def test_report_shows_mean_sd_cells_and_the_spread_figure(tmp_path: Path) -> None:
-    eval_csv = write_eval_tables([_score(tmp_path, row) for row in _rows()], tmp_path / "eval_3dpw.csv")["eval"]
-    html = write_pipeline_report(tmp_path / "report.html", eval_csvs=[eval_csv]).read_text()
+    scores = [_score(tmp_path, row) for row in _rows()]
+    eval_csv = write_eval_tables(scores, tmp_path / "eval_3dpw.csv")["eval"]
+    write_ablation(scores, {"sd": [], "dsr_c": ["dsr_c"], "dsr": ["dsr_mc", "dsr_c"]}, tmp_path / "ablation.csv",
+                   tmp_path / "ablation_runs.csv")
+    html = write_pipeline_report(tmp_path / "report.html", eval_csvs=[eval_csv],
+                                 ablation_csv=tmp_path / "ablation.csv").read_text()
+    ablation = html[html.index("<h2>Ablation"):]
+    ablation = ablation[:ablation.index("</table>")]
+    assert "<th>Δ MPJPE (mm) vs sd</th>" in ablation
+    assert re.search(r"<td>dsr</td>.*<td class=\"num\">−8.50 ± 2.12</td>.*<td class=\"num\">2</td></tr>", ablation)
     table = _seed_table_html(html)
     cells = {m.group(1): m.group(2) for m in re.finditer(r"<tr><td>([a-z_-]+)</td><td>3dpw</td>(.*?)</tr>", table)}
     assert list(cells) == ["mean-params", "pretrained", "sd", "dsr", "dsr_c"]
     num = '<td class="num">'
     assert f"{num}100.0 ± 4.0</td>" in cells["sd"] and f"{num}3</td>" in cells["sd"]
     assert f"{num}89.0 ± 8.5</td>" in cells["dsr"]  # sqrt(73) = 8.54
-    assert f"{num}−8.5 ± 2.1</td>" in cells["dsr"] and f"{num}+3.0</td>" in cells["dsr_c"]
+    assert f"{num}−8.50 ± 2.12</td>" in cells["dsr"] and f"{num}+3.00</td>" in cells["dsr_c"]
     figure = html[html.index("<h2>Seeds and spread"):html.index("<h2>Per-joint errors")]
     assert figure.count("data:image/png;base64,") == 1 and "error bars" in figure
 
@@ -188,7 +197,7 @@ def test_report_with_one_run_per_variant(tmp_path: Path) -> None:
                                                                            "dsr": 90.0})], tmp_path / "eval_3dpw.csv")
     html = write_pipeline_report(tmp_path / "report.html", eval_csvs=[eval_csv["eval"]]).read_text()
     table = _seed_table_html(html)
-    assert "±" not in table and '<td class="num">100.0</td>' in table and '<td class="num">−10.0</td>' in table
+    assert "±" not in table and '<td class="num">100.0</td>' in table and '<td class="num">−10.00</td>' in table
     assert "n = 1" in html  # the note says so
     # baselines alone: no section
     only = write_eval_tables([_score(tmp_path, _row("mean-params", 340.0))], tmp_path / "eval_b.csv")["eval"]

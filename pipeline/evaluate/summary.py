@@ -38,6 +38,8 @@ REPORT_TITLE: str = "Differentiable Semantic Rendering — pipeline report"
 ABLATION_TITLES: dict[str, str] = {"mpjpe_mm": "MPJPE (mm)", "pa_mpjpe_mm": "PA-MPJPE (mm)", "pve_mm": "PVE (mm)"}
 
 
+#: Decimals of a paired difference in the report (differences between variants are often well under 1 mm).
+DIFF_DECIMALS: int = 2
 #: The section on seeds (:func:`seed_section`).
 SEED_SECTION_TITLE: str = "Seeds and spread: mean ± sample sd over seeds, paired difference to sd"
 SEED_SECTION_NOTE: str = (
@@ -52,7 +54,8 @@ def _diff_cells(rec: Mapping[str, Any], metrics: Sequence[str], reference: str) 
     """``Δ <metric> vs <reference>`` cells (``"−1.2 ± 0.4"``, ``""`` when not compared) and ``pairs``."""
     pairs = int(rec.get("n_pairs") or 0)
     cells = {f"Δ {ABLATION_TITLES[m]} vs {reference}":
-             format_mean_std(float(rec[f"{m}_diff_mean"]), float(rec[f"{m}_diff_std"]), signed=True) if pairs else ""
+             format_mean_std(float(rec[f"{m}_diff_mean"]), float(rec[f"{m}_diff_std"]), DIFF_DECIMALS, signed=True)
+             if pairs else ""
              for m in metrics}
     cells["pairs"] = str(pairs) if pairs else ""
     return cells

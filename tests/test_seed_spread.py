@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from pipeline.evaluate.tables import (
     write_ablation,
     write_eval_tables,
 )
+from tests.conftest import copy_workflow
 
 METRICS = ("mpjpe_mm", "pa_mpjpe_mm", "pve_mm")
 #: run -> MPJPE; PA-MPJPE = MPJPE / 2 and PVE = 2 MPJPE (so their statistics scale by 1/2 and 2).
@@ -202,3 +205,27 @@ def test_report_with_one_run_per_variant(tmp_path: Path) -> None:
     # baselines alone: no section
     only = write_eval_tables([_score(tmp_path, _row("mean-params", 340.0))], tmp_path / "eval_b.csv")["eval"]
     assert seed_section([only]) is None
+
+
+def test_seeded_train_runs_flow_through_the_dag(tmp_path: Path) -> None:
+    """``--config 'train={runs: [...]}'`` merges into ``train``: seeded runs are trained and scored, the eval rule
+    writes the ``_by_variant`` siblings; one repetition listed twice (``sd`` and ``sd-s0``) fails at DAG build."""
+    clone = copy_workflow(tmp_path / "clone")
+    snakemake = Path(sys.executable).parent / "snakemake"
+
+    def dry(runs: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(snakemake), "-n", "results/eval_3dpw.csv", "--config", f"train={{runs: {runs}}}"],
+                              cwd=clone, capture_output=True, text=True, timeout=300, check=False)
+
+    res = dry("[sd-s0, sd-s1, dsr-s0, dsr-s1]")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    evaluate = out[out.index("rule evaluate_3dpw:"):]
+    evaluate = evaluate[:evaluate.index("jobid:")]
+    for run in ("sd-s0", "sd-s1", "dsr-s0", "dsr-s1"):
+        assert f"results/eval/3dpw/{run}.json" in evaluate
+    assert "results/eval/3dpw/sd.json" not in evaluate
+    assert "results/eval_3dpw_by_variant.csv" in evaluate and "results/eval_3dpw_joint_groups_by_variant.csv" in evaluate
+    assert len(re.findall(r"^rule train_regressor:", out, flags=re.MULTILINE)) == 4
+    bad = dry("[sd, sd-s0, dsr]")
+    assert bad.returncode != 0 and "'sd' and 'sd-s0' are both repetition 0 of variant 'sd'" in bad.stdout + bad.stderr

@@ -30,6 +30,7 @@ from pipeline.world.backgrounds import random_background
 from pipeline.world.keypoints import PELVIS_MPII, keypoint_bbox
 from pipeline.world.layout import label_root
 from pipeline.world.parser_noise import ParserNoise, apply_parser_noise
+from pipeline.world.pseudo_gt import PseudoGtNoise, perturb_labels, truth_path, write_truth
 from pipeline.world.scans import Person, make_person
 
 log = logging.getLogger(__name__)
@@ -250,11 +251,14 @@ def make_image_split(
     noise: ParserNoise | None,
     seed: int,
     azimuth_std_deg: float | None = None,
+    pseudo_gt: PseudoGtNoise | None = None,
     progress: bool = True,
 ) -> dict[str, object]:
     """Generate one split: JPEG images, palette label maps and the annotation file in the real format.
 
-    ``azimuth_std_deg``: spread of the camera around the direction the person faces (None: uniform)."""
+    ``azimuth_std_deg``: spread of the camera around the direction the person faces (None: uniform).
+    ``pseudo_gt``: error model of the split's SMPL parameters (None: exact labels; pipeline.world.pseudo_gt).
+    A training split also gets its true parameters in ``truth_path(annotations)``, for analysis only."""
     image_root = Path(image_root)
     folders = {k: d / spec.image_folder for k, d in (("img", image_root), ("lab", label_root(image_root)),
                                                       ("gt", label_root(image_root, exact=True)))}
@@ -271,6 +275,9 @@ def make_image_split(
     arrays = empty_arrays(n)
     names, centers, scales = [], np.zeros((n, 2)), np.zeros(n)
     label_pixels = np.zeros(NUM_LABELS, dtype=np.int64)
+    noisy = pseudo_gt is not None and not pseudo_gt.exact
+    label_models = dict(models, neutral=BodyModel(body_model_dir, gender="neutral")) if noisy else models
+    true_pose, true_betas = np.zeros((n, 72)), np.zeros((n, 10))
     with SceneRenderer(size, size) as renderer:
         for i in tqdm(range(n), desc=f"make_images {spec.name}", unit="img", disable=not progress):
             rng = np.random.default_rng(stage_seed(seed, "image", spec.group, spec.name, str(i)))
@@ -289,6 +296,15 @@ def make_image_split(
                 arrays[key][i] = ann[key]
             if neutral_fit is not None:
                 arrays["shape"][i] = neutral_fit(models[sample.person.gender], sample.person.betas)
+            true_pose[i], true_betas[i] = arrays["pose"][i], arrays["shape"][i]
+            if noisy:  # its own random stream: the images do not change with the error model
+                label_model = label_models["neutral" if neutral_fit is not None else sample.person.gender]
+                with torch.no_grad():
+                    rest = label_model.rest_body(torch.as_tensor(true_betas[i:i + 1], dtype=torch.float32))[1]
+                pg_rng = np.random.default_rng(stage_seed(seed, "pseudo_gt", spec.group, spec.name, str(i)))
+                pose_i, betas_i = perturb_labels(true_pose[i:i + 1], true_betas[i:i + 1], rest[0].double().numpy(),
+                                                 label_model.layer.parents.numpy(), pseudo_gt, pg_rng)  # type: ignore[arg-type]
+                arrays["pose"][i], arrays["shape"][i] = pose_i[0], betas_i[0]
             centers[i], scales[i] = ann["center"], ann["scale"]
             arrays["has_smpl"][i] = not spec.partial_smpl or rng.random() < PARTIAL_SMPL_FRACTION
             arrays["gender"][i] = "m" if sample.person.gender == "male" else "f"
@@ -300,6 +316,9 @@ def make_image_split(
         write_spin_npz(annotations, data, keys=SPLIT_KEYS[spec.keys])
     else:
         raise ValueError(f"unknown annotation format {spec.fmt!r}; allowed: eft_json, spin_npz")
+    if spec.group == "train":
+        gender = arrays["gender"] if "gender" in SPLIT_KEYS[spec.keys] and spec.fmt == "spin_npz" else None
+        write_truth(truth_path(annotations), names, true_pose, true_betas, gender, noisy)
     summary = {"split": spec.name, "count": n, "label_pixels": {CIHP_LABELS[k]: int(c) for k, c in enumerate(label_pixels)}}
     (image_root.parent / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

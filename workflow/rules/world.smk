@@ -66,6 +66,7 @@ for group, split in get_open_splits():
             regressors=rules.build_body_model.output.regressors,
             code=get_script_code("make_images.py"),
         output:
+            **get_truth_output(group, split),
             annotations=config["assets"][f"{group}_datasets"][split]["annotations"],
             images=directory(config["assets"][f"{group}_datasets"][split]["images"]),
             labels=directory(get_label_root(group, split)),
@@ -90,9 +91,33 @@ for group, split in get_open_splits():
                 dpath="open_world/images/azimuth_std_deg", within=config
             ),
             noise=canonical(lookup(dpath="open_world/parser_noise", within=config)),
+            pseudo_gt=get_pseudo_gt_settings(group, split),
             seed=lookup(dpath="seed", within=config),
         script:
             "../scripts/make_images.py"
+
+
+# Error of the pseudo ground truth itself (open_world.pseudo_gt): pseudo-GT vs true body per noisy split.
+rule pseudo_gt_error:
+    input:
+        **get_pseudo_gt_error_inputs(),
+        models=rules.build_body_model.output.models,
+        regressors=rules.build_body_model.output.regressors,
+        code=get_script_code("pseudo_gt_error.py"),
+    output:
+        "results/world/pseudo_gt_error.csv",
+    log:
+        "logs/world/pseudo_gt_error.log",
+    conda:
+        "../../envs/world.yaml"
+    params:
+        splits=lookup(dpath="open_world/pseudo_gt/splits", within=config),
+        formats={
+            s: config["assets"]["train_datasets"][s]["format"]
+            for s in config["open_world"]["pseudo_gt"]["splits"]
+        },
+    script:
+        "../scripts/pseudo_gt_error.py"
 
 
 rule plot_world:

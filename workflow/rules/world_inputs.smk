@@ -1,6 +1,7 @@
 # Input functions of the open world's pretraining rules (world.smk); kept apart so that the rule file holds
 # only rules (snakemake --lint).
 from pipeline.train.pretrain import pretrain_settings
+from pipeline.world.pseudo_gt import truth_path
 
 PRETRAIN_ROOT = "resources/datasets/pretrain"
 
@@ -36,3 +37,32 @@ def get_pretrain_params(wildcards):
         get_pretrain_shards(),
         master_seed=config["seed"],
     ).params_dict()
+
+
+def get_pseudo_gt_settings(group, split):
+    """The pseudo-GT error model of a generated split (open_world.pseudo_gt), or {} for exact labels: only the
+    listed training splits get it, so changing it reruns only them."""
+    settings = dict(config["open_world"]["pseudo_gt"])
+    if group != "train" or split not in settings.pop("splits"):
+        return {}
+    return canonical(settings)
+
+
+def get_truth_output(group, split):
+    """The truth file of a training split (pipeline.world.pseudo_gt.truth_path), as a named output; none for
+    test splits."""
+    if group != "train":
+        return {}
+    annotations = config["assets"]["train_datasets"][split]["annotations"]
+    return {"truth": str(truth_path(annotations))}
+
+
+def get_pseudo_gt_error_inputs():
+    """Annotations and truth files of the noisy training splits, for rule pseudo_gt_error."""
+    splits = config["open_world"]["pseudo_gt"]["splits"]
+    inputs = {}
+    for split in splits:
+        annotations = config["assets"]["train_datasets"][split]["annotations"]
+        inputs[f"annotations_{split}"] = annotations
+        inputs[f"truth_{split}"] = str(truth_path(annotations))
+    return inputs

@@ -3,6 +3,7 @@
 from pipeline.runtime import setup_logging
 from pipeline.world.images import make_image_split, pretrain_spec, split_spec
 from pipeline.world.parser_noise import ParserNoise
+from pipeline.world.pseudo_gt import PseudoGtNoise
 
 log = setup_logging(snakemake.log[0])
 p = snakemake.params
@@ -12,6 +13,7 @@ if p.group == "pretrain":
 else:
     spec = split_spec(p.split, p.group, p.settings, p.fmt)
     noise = ParserNoise.from_config(p.noise)
+pseudo_gt = PseudoGtNoise.from_config(p.pseudo_gt) if getattr(p, "pseudo_gt", None) else None
 summary = make_image_split(
     snakemake.input.models[0].rsplit("/", 1)[0],
     snakemake.input.regressors,
@@ -24,5 +26,6 @@ summary = make_image_split(
     noise=noise,
     seed=p.seed,
     azimuth_std_deg=p.azimuth_std_deg,
+    pseudo_gt=pseudo_gt,
 )
 log.info("split %s: %s", spec.name, summary)

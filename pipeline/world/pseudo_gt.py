@@ -168,9 +168,12 @@ class PseudoGtNoise:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> PseudoGtNoise:
-        """From ``open_world.pseudo_gt`` (its ``splits`` and ``seed_name`` keys are ignored here)."""
+        """From ``open_world.pseudo_gt`` (its ``splits`` key is ignored here); unknown keys raise ``ValueError``."""
         keys = ("level", "betas_shrink", "betas_std", "joint_std_deg", "depth_factor", "twist_factor",
                 "global_orient_std_deg")
+        unknown = sorted(set(cfg) - set(keys) - {"splits"})
+        if unknown:
+            raise ValueError(f"unknown open_world.pseudo_gt key(s) {unknown}; allowed: {['splits', *keys]}")
         return cls(**{k: float(cfg[k]) for k in keys if k in cfg})
 
     @property
@@ -252,7 +255,7 @@ def perturb_labels(pose: np.ndarray, betas: np.ndarray, rest_joints: np.ndarray,
     delta = np.einsum("njc,njca->nja", draws, frames[:, 1:])  # camera-frame rotation vectors of joints 1..23
     noisy = glob.copy()
     noisy[:, 1:] = Rotation.from_rotvec(delta.reshape(-1, 3)).as_matrix().reshape(n, -1, 3, 3) @ glob[:, 1:]
-    noisy[:, 0] = Rotation.from_rotvec(global_draw).as_matrix() @ glob[:, 0]
+    noisy = Rotation.from_rotvec(global_draw).as_matrix()[:, None] @ noisy  # the whole body turns
     local = np.empty_like(noisy)
     local[:, 0] = noisy[:, 0]
     for j in range(1, NUM_JOINTS):

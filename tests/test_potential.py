@@ -23,6 +23,7 @@ from pipeline.world.potential import (
     PotentialSettings,
     choose_batch,
     part_ious,
+    report_rows,
     report_section,
 )
 from tests.conftest import run_snakemake
@@ -132,4 +133,7 @@ def test_rule_writes_table_joint_groups_and_figure(tiny_project: Path, tmp_path:
     fig = np.asarray(Image.open(out / "fig4.png"))
     assert fig.shape[1] > 4 * 48 and fig.shape[0] > 2 * 48  # 4 panels per sample, 2 samples
     html = report_section(out / "potential_of_dsr.csv", out / "fig4.png", out / "potential_of_dsr_joints.csv")
+    table = report_rows(out / "potential_of_dsr.csv")
+    assert [r["arm"] for r in table] == list(ARMS) and table[0]["steps"] == 3
+    assert table[0]["pve_start_mm"] == pytest.approx(float(first[0]["pve_mm"]), rel=1e-5)
     assert "sd_dsr_exact" in html and "data:image/png;base64," in html and html.count("<tr>") == 1 + 3 + 1 + 3

@@ -493,6 +493,25 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def report_rows(csv_path: str | Path) -> list[dict[str, Any]]:
+    """One row per arm (first and last step side by side) for :func:`pipeline.evaluate.report.build_html_report`'s
+    ``tables`` (with ``fig4.png`` in its ``figures``): ``arm, masks, n, steps`` and ``<metric>_start`` /
+    ``<metric>`` (after training) for PVE, MPJPE, PA-MPJPE (mm) and the part and person IoU."""
+    by_arm: dict[str, dict[int, dict[str, str]]] = {}
+    for r in read_rows(csv_path):
+        by_arm.setdefault(r["arm"], {})[int(r["step"])] = r
+    out = []
+    for arm, by_step in by_arm.items():
+        first, last = by_step[min(by_step)], by_step[max(by_step)]
+        row: dict[str, Any] = {"arm": arm, "masks": last["masks"], "n": int(last["n"]), "steps": int(last["step"])}
+        for m in ("pve_mm", "mpjpe_mm", "pa_mpjpe_mm", "iou_mc", "iou_person"):
+            stem, unit = (m[:-3], "_mm") if m.endswith("_mm") else (m, "")
+            row[f"{stem}_start{unit}"] = float(first[m])
+            row[m] = float(last[m])
+        out.append(row)
+    return out
+
+
 def report_section(csv_path: str | Path, figure: str | Path, joints_csv: str | Path | None = None) -> str:
     """The experiment as a self-contained HTML fragment (``<section>``): the table (one row per arm, before →
     after), the joint groups after training when ``joints_csv`` is given, and ``fig4.png`` inlined."""

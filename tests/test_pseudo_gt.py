@@ -21,7 +21,6 @@ from pipeline.io.spin_npz import (
     write_spin_npz,
 )
 from pipeline.world.pseudo_gt import (
-    ERROR_COLUMNS,
     PseudoGtNoise,
     TruthFileError,
     bone_directions,
@@ -30,9 +29,9 @@ from pipeline.world.pseudo_gt import (
     perturb_labels,
     read_truth,
     truth_path,
-    write_error_csv,
     write_truth,
 )
+from pipeline.world.pseudo_gt_error import ERROR_COLUMNS, write_error_csv
 from tests.conftest import copy_workflow, snakemake_command
 
 PARENTS = np.array(SMPL_PARENTS)

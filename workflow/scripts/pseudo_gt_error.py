@@ -1,7 +1,7 @@
 """Error of the open world's pseudo ground truth against the truth (rule pseudo_gt_error)."""
 
 from pipeline.runtime import setup_logging
-from pipeline.world.pseudo_gt import write_error_csv
+from pipeline.world.pseudo_gt_error import write_error_csv
 
 log = setup_logging(snakemake.log[0])
 p = snakemake.params

@@ -229,3 +229,12 @@ def test_training_never_reads_truth_files(tmp_path: Path) -> None:
         inputs = next(line for line in job.splitlines() if line.strip().startswith("input:"))
         assert "COCO2014-All-ver01.json" in inputs or "pretrain" in job
         assert ".truth.npz" not in inputs
+
+
+def test_unknown_pseudo_gt_split_fails_at_dag_build(tmp_path: Path) -> None:
+    project = copy_workflow(tmp_path / "project")
+    res = subprocess.run(snakemake_command(project, "-n", "results/world/pseudo_gt_error.csv", "--config",
+                                           'open_world={"pseudo_gt": {"splits": ["coco_eft", "lsp"]}}'),
+                         cwd=project, capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode != 0
+    assert "open_world.pseudo_gt.splits names ['lsp']" in res.stdout + res.stderr

@@ -60,6 +60,12 @@ def get_truth_output(group, split):
 def get_pseudo_gt_error_inputs():
     """Annotations and truth files of the noisy training splits, for rule pseudo_gt_error."""
     splits = config["open_world"]["pseudo_gt"]["splits"]
+    unknown = sorted(set(splits) - set(config["open_world"]["images"]["train"]))
+    if unknown:
+        raise ValueError(
+            f"config open_world.pseudo_gt.splits names {unknown}, which are not generated training splits; "
+            f"allowed: {sorted(config['open_world']['images']['train'])} (open_world.images.train)"
+        )
     inputs = {}
     for split in splits:
         annotations = config["assets"]["train_datasets"][split]["annotations"]

@@ -137,3 +137,25 @@ def test_rule_writes_table_joint_groups_and_figure(tiny_project: Path, tmp_path:
     assert [r["arm"] for r in table] == list(ARMS) and table[0]["steps"] == 3
     assert table[0]["pve_start_mm"] == pytest.approx(float(first[0]["pve_mm"]), rel=1e-5)
     assert "sd_dsr_exact" in html and "data:image/png;base64," in html and html.count("<tr>") == 1 + 3 + 1 + 3
+
+
+def test_truth_comes_from_the_truth_file_and_mismatches_are_named(tmp_path: Path) -> None:
+    from pipeline.world.potential import read_truth
+    from pipeline.world.pseudo_gt import write_truth
+
+    names = np.array(["a.jpg", "b.jpg"])
+    pose, betas = np.zeros((2, 72)), np.zeros((2, 10))
+    true_pose = np.full((2, 72), 0.1)
+    path = write_truth(tmp_path / "x.truth.npz", names, true_pose, betas + 1, None, noisy=True)
+    truth = read_truth(path, "x.json", names, pose, betas)
+    assert np.allclose(truth["pose"], 0.1) and np.allclose(truth["betas"], 1) and truth["gender"] is None
+    assert truth["noisy"] is True
+    labels = read_truth(None, "x.json", names, pose, betas)
+    assert np.allclose(labels["pose"], 0) and labels["noisy"] is False
+    with pytest.raises(ValueError, match="does not match x.json"):
+        read_truth(path, "x.json", names[::-1], pose, betas)
+    neutral = write_truth(tmp_path / "n.truth.npz", names, true_pose, betas, np.array(["n", "n"]), noisy=False)
+    assert read_truth(neutral, "x.json", names, pose, betas)["gender"] is None
+    mixed = write_truth(tmp_path / "m.truth.npz", names, true_pose, betas, np.array(["n", "f"]), noisy=False)
+    with pytest.raises(ValueError, match="mixes neutral"):
+        read_truth(mixed, "x.json", names, pose, betas)

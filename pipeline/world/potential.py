@@ -32,8 +32,8 @@ Choices (README, "Potential of DSR"):
   hyper-parameters used for other experiments"); ``lr`` can be overridden; DSR from step 0.
 
 Scores per arm, before (step 0) and after: MPJPE, PA-MPJPE (14 joints) and PVE against the **true** bodies (the
-world's truth file beside the annotations, :mod:`pipeline.world.pseudo_gt`, or the annotations themselves when
-the split has none: the open world's other splits carry exact parameters), the joint-group errors of the paper's
+world's truth file beside the annotations, :mod:`pipeline.world.pseudo_gt`; the annotations themselves when
+none is given), the joint-group errors of the paper's
 Table 4, and the IoU of the rendered body parts with the **exact** part masks: ``iou_mc`` (the DSR-MC render of
 the exact mask's valid labels, thresholded at 0.5, vs the exact DSR-MC mask), ``soft_iou_mc`` and
 ``iou_person`` (soft silhouette > 0.5 vs the exact person mask).
@@ -81,6 +81,7 @@ from pipeline.train.loop import (
     standard_terms,
 )
 from pipeline.train.settings import SourceSpec, TrainPaths, TrainSettings
+from pipeline.world import pseudo_gt
 from pipeline.world.layout import label_root
 
 log = logging.getLogger(__name__)
@@ -178,13 +179,15 @@ class PotentialSettings:
 
 @dataclass(frozen=True)
 class PotentialPaths:
-    """Input files: body-model folder, joint regressors, semantic prior, the split's mask store, and the start
-    every run fine-tunes from (pretrained checkpoint, SPIN's mean parameters; None: as in training without them)."""
+    """Input files: body-model folder, joint regressors, semantic prior, the split's mask store and truth file
+    (None: the annotations are the truth), and the start every run fine-tunes from (pretrained checkpoint, SPIN's
+    mean parameters; None: as in training without them)."""
 
     body_models: str
     joint_regressors: str
     prior: str
     masks: str
+    truth: str | None = None
     pretrained: str | None = None
     mean_params: str | None = None
 
@@ -235,31 +238,36 @@ def fit_joints_3d(body: BodyModel, pose: torch.Tensor, betas: torch.Tensor) -> t
     return torch.cat([joints, torch.ones_like(joints[..., :1])], dim=-1)
 
 
-def read_truth(annotations: str | Path, data_imgname: np.ndarray, pose: np.ndarray, betas: np.ndarray
-               ) -> dict[str, Any]:
-    """The true bodies of a split: the world's truth file beside the annotations when there is one (pseudo-GT
-    splits: ``pipeline.world.pseudo_gt``), else the annotations' own parameters (exact in the open world).
+def read_truth(truth_file: str | Path | None, annotations: str | Path, data_imgname: np.ndarray, pose: np.ndarray,
+               betas: np.ndarray) -> dict[str, Any]:
+    """The true bodies of a split: its truth file (:func:`pipeline.world.pseudo_gt.read_truth`, written beside the
+    annotations by the open world), or, without one, the annotations' own parameters.
 
     Returns:
-        ``{"pose" (N, 72), "betas" (N, 10), "gender" (N,) or None, "source": str}`` in annotation order.
+        ``{"pose" (N, 72), "betas" (N, 10), "gender" (N,) 'm'/'f' or None (neutral-model betas), "source": str,
+        "noisy": bool (the labels carry pseudo-GT error)}`` in annotation order.
+
+    Raises:
+        ValueError: the truth file's samples are not the annotation file's, or it mixes neutral ('n') with
+            gendered bodies.
     """
-    try:
-        from pipeline.world import pseudo_gt
-    except ImportError:  # the world writes no truth files (before pseudo-GT noise existed)
-        pseudo_gt = None  # type: ignore[assignment]
-    if pseudo_gt is not None:
-        path = Path(pseudo_gt.truth_path(Path(annotations)))
-        if path.is_file():
-            truth = pseudo_gt.read_truth(path)
-            names = np.asarray(truth["imgname"]).astype(str)
-            if len(names) != len(data_imgname) or (names != np.asarray(data_imgname).astype(str)).any():
-                raise ValueError(f"{path}: its imgname does not match {annotations} sample by sample; regenerate the "
-                                 "split (rule make_images_*)")
-            gender = truth.get("gender")
-            return {"pose": np.asarray(truth["pose"], np.float64), "betas": np.asarray(truth["betas"], np.float64),
-                    "gender": None if gender is None else np.asarray(gender), "source": str(path)}
-    return {"pose": np.asarray(pose, np.float64), "betas": np.asarray(betas, np.float64), "gender": None,
-            "source": f"{annotations} (annotations)"}
+    if truth_file is None:
+        return {"pose": np.asarray(pose, np.float64), "betas": np.asarray(betas, np.float64), "gender": None,
+                "source": f"{annotations} (annotations)", "noisy": False}
+    truth = pseudo_gt.read_truth(truth_file)
+    names = np.asarray(truth["imgname"]).astype(str)
+    if len(names) != len(data_imgname) or (names != np.asarray(data_imgname).astype(str)).any():
+        raise ValueError(f"{truth_file}: its imgname does not match {annotations} sample by sample; regenerate the "
+                         "split (rule make_images_train_*)")
+    gender = truth.get("gender")
+    if gender is not None:
+        kinds = set(gender.tolist())
+        if "n" in kinds and kinds - {"n"}:
+            raise ValueError(f"{truth_file}: mixes neutral ('n') and gendered bodies; the potential experiment scores "
+                             "one body-model convention per split")
+        gender = None if kinds == {"n"} else gender
+    return {"pose": np.asarray(truth["pose"], np.float64), "betas": np.asarray(truth["betas"], np.float64),
+            "gender": gender, "source": str(truth_file), "noisy": bool(truth["pseudo_gt_noisy"])}
 
 
 # --------------------------------------------------------------------------------------------- scoring
@@ -411,15 +419,15 @@ def run_potential(settings: PotentialSettings, paths: PotentialPaths, out_csv: s
         batch["joints_3d"] = torch.where(no_s[:, None, None], fitted, batch["joints_3d"])
         batch["has_pose_3d"] = batch["has_pose_3d"].bool() | no_s
     d = source.data
-    truth = read_truth(settings.annotations, d.imgname, d.pose, d.shape)
+    truth = read_truth(paths.truth, settings.annotations, d.imgname, d.pose, d.shape)
     truth_batch = {"pose": truth["pose"][index], "betas": truth["betas"][index],
                    "gender": None if truth["gender"] is None else truth["gender"][index]}
     prior = PriorTextures(paths.prior, body.num_faces, mapping.matrix(), dev)
     log.info("potential of DSR: %d samples of %s (%d with exact DSR-MC labels, %d with parser ones), %d steps, "
-             "3D joints: %s (%d samples), truth: %s", len(index), settings.dataset,
+             "3D joints: %s (%d samples), truth: %s (labels with pseudo-GT error: %s)", len(index), settings.dataset,
              int((exact["has_masks"] & exact["valid_mc"].any(1)).sum()),
              int((batch["has_masks"] & batch["valid_mc"].any(1)).sum()), settings.steps, settings.joints_3d,
-             int(batch["has_pose_3d"].sum()), truth["source"])
+             int(batch["has_pose_3d"].sum()), truth["source"], truth["noisy"])
 
     start = TrainPaths(body_models=paths.body_models, joint_regressors=paths.joint_regressors, prior=paths.prior,
                        mean_params=paths.mean_params, pretrained=paths.pretrained)

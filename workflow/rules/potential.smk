@@ -8,6 +8,7 @@ include: "potential_inputs.smk"
 rule potential_of_dsr:
     input:
         unpack(get_potential_start),
+        unpack(get_potential_truth),
         annotations=get_potential_dataset()["annotations"],
         images=get_potential_dataset()["images"],
         labels_gt=get_label_root("train", config["potential"]["dataset"], exact=True),

@@ -59,3 +59,8 @@ def get_potential_start(wildcards):
         for key in ("smpl_mean_params", "pretrained_checkpoint")
         if config["assets"][key]
     }
+
+
+def get_potential_truth(wildcards):
+    """The split's truth file (the open world writes one beside every training split's annotations)."""
+    return get_truth_output("train", config["potential"]["dataset"])

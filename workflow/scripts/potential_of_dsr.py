@@ -11,7 +11,8 @@ from pipeline.world.potential import PotentialPaths, PotentialSettings, run_pote
 log = setup_logging(snakemake.log[0])
 inp, out = snakemake.input, snakemake.output
 paths = PotentialPaths(body_models=str(Path(inp.models[0]).parent), joint_regressors=inp.regressors,
-                       prior=inp.prior, masks=inp.masks, pretrained=inp.get("pretrained_checkpoint"),
+                       prior=inp.prior, masks=inp.masks, truth=inp.get("truth"),
+                       pretrained=inp.get("pretrained_checkpoint"),
                        mean_params=inp.get("smpl_mean_params"))
 rows = run_potential(PotentialSettings.from_params(snakemake.params.settings), paths, out.table, out.joints,
                      out.figure, device=resolve_device(snakemake.params.device), threads=snakemake.threads)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
+from pipeline.evaluate.report import read_section_file
 from pipeline.render.camera import CROP_SIZE, FOCAL_LENGTH, scale_focal_length
 from pipeline.render.soft import render_semantics
 from pipeline.train.settings import SourceSpec
@@ -24,9 +24,7 @@ from pipeline.world.potential import (
     choose_batch,
     part_ious,
     report_rows,
-    report_section,
 )
-from tests.conftest import run_snakemake
 
 RENDER = 32
 
@@ -102,16 +100,10 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_rule_writes_table_joint_groups_and_figure(tiny_project: Path, tmp_path: Path) -> None:
-    """The rule on the tiny project (3 coco_eft samples, 3 steps): arms equal at step 0, moved after, sane values."""
-    work = tmp_path / "project"
-    shutil.copytree(tiny_project, work, symlinks=True)
-    cfg_path = work / "config" / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["potential"] = {"batch_size": 64, "steps": 3, "lr": 1e-4, "figure": {"samples": 2, "tile_px": 48}}
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    proc = run_snakemake(work, "results/potential/potential_of_dsr.csv", timeout=600)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+def test_rule_writes_table_joint_groups_figure_and_report_section(tiny_project: Path) -> None:
+    """The rule in the tiny project's DAG (tests/config_tiny.yaml: 3 coco_eft samples, 3 steps): arms equal at step
+    0, moved after, sane values; its section is in the report."""
+    work = tiny_project
     out = work / "results" / "potential"
     rows = _rows(out / "potential_of_dsr.csv")
     assert list(rows[0]) == list(COLUMNS)
@@ -132,11 +124,18 @@ def test_rule_writes_table_joint_groups_and_figure(tiny_project: Path, tmp_path:
     assert {"ankle", "knee", "wrist", "elbow", "hip"} <= {j["group"] for j in joints}
     fig = np.asarray(Image.open(out / "fig4.png"))
     assert fig.shape[1] > 4 * 48 and fig.shape[0] > 2 * 48  # 4 panels per sample, 2 samples
-    html = report_section(out / "potential_of_dsr.csv", out / "fig4.png", out / "potential_of_dsr_joints.csv")
     table = report_rows(out / "potential_of_dsr.csv")
     assert [r["arm"] for r in table] == list(ARMS) and table[0]["steps"] == 3
     assert table[0]["pve_start_mm"] == pytest.approx(float(first[0]["pve_mm"]), rel=1e-5)
-    assert "sd_dsr_exact" in html and "data:image/png;base64," in html and html.count("<tr>") == 1 + 3 + 1 + 3
+    section = read_section_file(out / "potential_of_dsr.section.json")
+    assert section.title.startswith("Potential of DSR")
+    per_arm, per_group = section.tables.values()
+    assert json.dumps(per_arm) == json.dumps(table) and [r["arm"] for r in per_group] == list(ARMS)  # NaN-safe
+    assert per_group[0]["knee_mm"] == pytest.approx(
+        float(next(j["mpjpe_mm"] for j in joints if (j["arm"], j["step"], j["group"]) == ("sd", "3", "knee"))))
+    assert [Path(f).name for f in section.figures.values()] == ["fig4.png"]
+    html = (work / "results" / "report.html").read_text()
+    assert section.title in html and "sd_dsr_exact" in html and "Pseudo ground truth vs truth" in html
 
 
 def test_truth_comes_from_the_truth_file_and_mismatches_are_named(tmp_path: Path) -> None:

@@ -351,9 +351,9 @@ def test_import_closure_follows_the_package_only(tmp_path: Path) -> None:
 
 def test_import_closure_of_every_script_takes_under_a_second() -> None:
     _direct_imports.cache_clear()
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: wall time fails on a loaded machine (1.16 s beside pytest workers)
     files = script_code_files(sorted((ROOT / "workflow" / "scripts").glob("*.py")), ROOT)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 1.0
     assert ROOT / "pipeline" / "train" / "loop.py" in files and ROOT / "pipeline" / "code_inputs.py" not in files
 
 

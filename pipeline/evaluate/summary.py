@@ -21,6 +21,7 @@ from pipeline.evaluate.report import (
     ReportSection,
     build_html_report,
     plot_seed_spread,
+    read_section_file,
 )
 from pipeline.evaluate.tables import (
     ABLATION_METRICS,
@@ -153,6 +154,7 @@ def write_pipeline_report(
     pretraining_curves: str | Path | None = None,
     qualitative: Mapping[str, str | Path] | None = None,
     ablation_csv: str | Path | None = None,
+    section_files: Sequence[str | Path] = (),
     provenance: Mapping[str, Any] | None = None,
     title: str = REPORT_TITLE,
 ) -> Path:
@@ -168,6 +170,8 @@ def write_pipeline_report(
         pretraining_curves: curves PNG (or ``metrics.csv``) of rule pretrain_regressor, shown before the runs'.
         qualitative: run → qualitative figure PNG (baselines first, as in the tables).
         ablation_csv: ``results/ablation.csv`` when it should appear.
+        section_files: report sections written by other rules (:func:`write_section_file`), shown in order after
+            the seed section.
         provenance: key → value shown under the title.
         title: page title.
     """
@@ -193,5 +197,7 @@ def write_pipeline_report(
     if mask_qc:
         tables["Pseudo-GT mask QC (fraction of samples keeping each DSR-MC label)"] = mask_qc_rows(mask_qc)
     seeds = seed_section(eval_csvs)
+    sections = [seeds] if seeds is not None else []
+    sections += [read_section_file(path) for path in section_files]
     return build_html_report(eval_csvs, figures, out_html, title=title, provenance=provenance, tables=tables,
-                             sections=[seeds] if seeds is not None else [])
+                             sections=sections)

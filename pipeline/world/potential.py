@@ -45,9 +45,7 @@ joint group, MPJPE, PA-MPJPE), ``fig4.png`` (image | SD | SD + DSR parser masks 
 
 from __future__ import annotations
 
-import base64
 import csv
-import html
 import logging
 import math
 import time
@@ -520,46 +518,31 @@ def report_rows(csv_path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def report_section(csv_path: str | Path, figure: str | Path, joints_csv: str | Path | None = None) -> str:
-    """The experiment as a self-contained HTML fragment (``<section>``): the table (one row per arm, before →
-    after), the joint groups after training when ``joints_csv`` is given, and ``fig4.png`` inlined."""
-    rows = read_rows(csv_path)
-    steps = max(int(r["step"]) for r in rows) if rows else 0
-    metrics = ("pve_mm", "mpjpe_mm", "pa_mpjpe_mm", "iou_mc", "iou_person")
-    titles = {"pve_mm": "PVE (mm)", "mpjpe_mm": "MPJPE (mm)", "pa_mpjpe_mm": "PA-MPJPE (mm)", "iou_mc": "IoU parts",
-              "iou_person": "IoU person"}
+def write_report_section(csv_path: str | Path, figure: str | Path, joints_csv: str | Path,
+                         out_json: str | Path) -> Path:
+    """The experiment's section of ``results/report.html`` (rule build_report's ``sections`` input): one row per
+    arm (step 0 and the last step, :func:`report_rows`), the Table 4 joint groups after training and
+    ``fig4.png``."""
+    from pipeline.evaluate.report import (  # matplotlib: only when writing
+        ReportSection,
+        write_section_file,
+    )
 
-    def cell(v: str, key: str) -> str:
-        x = float(v)
-        return "–" if not math.isfinite(x) else (f"{x:.1f}" if key.endswith("_mm") else f"{x:.3f}")
-
-    by_arm: dict[str, dict[int, dict[str, str]]] = {}
-    for r in rows:
-        by_arm.setdefault(r["arm"], {})[int(r["step"])] = r
-    out = ["<section id='potential-of-dsr'>", "<h2>Potential of DSR (paper §5.3, Fig. 4)</h2>",
-           (f"<p>One fixed batch of {html.escape(rows[0]['n']) if rows else 0} training samples over-fitted for {steps} "
-           "steps from the pretrained start; errors against the true bodies, IoU of the rendered parts with the "
-           "exact part masks; each cell: step 0 → last step.</p>"),
-           "<table><tr><th>arm</th><th>masks</th>" + "".join(f"<th>{titles[m]}</th>" for m in metrics) + "</tr>"]
-    for arm, by_step in by_arm.items():
-        first, last = by_step[min(by_step)], by_step[max(by_step)]
-        cells = "".join(f"<td>{cell(first[m], m)} → {cell(last[m], m)}</td>" for m in metrics)
-        out.append(f"<tr><td>{html.escape(arm)}</td><td>{html.escape(last['masks'])}</td>{cells}</tr>")
-    out.append("</table>")
-    if joints_csv is not None:
-        jrows = [r for r in read_rows(joints_csv) if int(r["step"]) == steps]
-        groups = list(dict.fromkeys(r["group"] for r in jrows))
-        out.append("<table><tr><th>arm (MPJPE, mm)</th>" + "".join(f"<th>{html.escape(g)}</th>" for g in groups)
-                   + "</tr>")
-        for arm in dict.fromkeys(r["arm"] for r in jrows):
-            vals = {r["group"]: r["mpjpe_mm"] for r in jrows if r["arm"] == arm}
-            out.append(f"<tr><td>{html.escape(arm)}</td>"
-                       + "".join(f"<td>{cell(vals[g], 'x_mm')}</td>" for g in groups) + "</tr>")
-        out.append("</table>")
-    figure = Path(figure)
-    if not figure.is_file():
-        raise FileNotFoundError(f"{figure} does not exist; build it with rule potential_of_dsr")
-    data = base64.b64encode(figure.read_bytes()).decode("ascii")
-    out.append(f"<figure><img src='data:image/png;base64,{data}' alt='Fig. 4'><figcaption>image | SD | SD + DSR "
-               "(parser masks) | SD + DSR (exact masks)</figcaption></figure></section>")
-    return "\n".join(out)
+    rows = report_rows(csv_path)
+    steps = max((r["steps"] for r in rows), default=0)
+    n = rows[0]["n"] if rows else 0
+    joint_rows = [r for r in read_rows(joints_csv) if int(r["step"]) == steps]
+    groups: dict[str, dict[str, Any]] = {}
+    for r in joint_rows:
+        groups.setdefault(r["arm"], {"arm": r["arm"]})[f"{r['group']}_mm"] = float(r["mpjpe_mm"])
+    section = ReportSection(
+        title="Potential of DSR (paper §5.3, Fig. 4)",
+        note=(f"One fixed batch of {n} training samples over-fitted for {steps} steps from the pretrained start "
+              "with joints only (sd) and with joints + DSR-MC + DSR-C on the parser's masks and on the exact "
+              "masks. Errors against the true bodies (not the pseudo ground truth the labels carry); IoU of the "
+              "rendered parts / person with the exact masks; *_start columns: step 0."),
+        tables={"Per arm: step 0 and after training": rows,
+                f"MPJPE per joint group after {steps} steps (paper Table 4 groups)": list(groups.values())},
+        figures={"image | SD | SD + DSR (parser masks) | SD + DSR (exact masks)": Path(figure)},
+    )
+    return write_section_file(out_json, section)

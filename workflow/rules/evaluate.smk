@@ -246,6 +246,7 @@ rule build_report:
         curves=[f"results/eval/curves/{run}.png" for run in config["train"]["runs"]],
         pretrain_curves=get_pretrain_curves(),
         qualitative=get_qualitative_figures(),
+        sections=get_report_sections,
         code=get_script_code("build_report.py"),
     output:
         "results/report.html",

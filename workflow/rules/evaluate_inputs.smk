@@ -110,6 +110,16 @@ def get_ablation_variants():
     }
 
 
+#: Report sections (JSON, pipeline.evaluate.report.write_section_file) of jobs that only some DAGs hold; the
+#: files that define such jobs register them here (the open world does so in world_inputs.smk).
+REPORT_SECTIONS = []
+
+
+def get_report_sections(wildcards):
+    """The registered report sections (read when the DAG is built, after every rule file is included)."""
+    return list(REPORT_SECTIONS)
+
+
 def get_qualitative_figures():
     """One qualitative figure per evaluated run (baselines included), same split and samples."""
     split = config["evaluate"]["qualitative"]["dataset"]

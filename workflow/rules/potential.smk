@@ -25,6 +25,7 @@ rule potential_of_dsr:
             caption="../report/potential.rst",
             category="Potential of DSR",
         ),
+        section="results/potential/potential_of_dsr.section.json",
     log:
         "logs/potential/potential_of_dsr.log",
     benchmark:

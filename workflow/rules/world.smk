@@ -105,7 +105,8 @@ rule pseudo_gt_error:
         regressors=rules.build_body_model.output.regressors,
         code=get_script_code("pseudo_gt_error.py"),
     output:
-        "results/world/pseudo_gt_error.csv",
+        table="results/world/pseudo_gt_error.csv",
+        section="results/world/pseudo_gt_error.section.json",
     log:
         "logs/world/pseudo_gt_error.log",
     conda:

@@ -72,3 +72,10 @@ def get_pseudo_gt_error_inputs():
         inputs[f"annotations_{split}"] = annotations
         inputs[f"truth_{split}"] = str(truth_path(annotations))
     return inputs
+
+
+# The open world's own sections of results/report.html: the error of the pseudo ground truth, when a split
+# carries one, and the Potential of DSR experiment.
+if config["open_world"]["pseudo_gt"]["splits"]:
+    REPORT_SECTIONS.append("results/world/pseudo_gt_error.section.json")
+REPORT_SECTIONS.append("results/potential/potential_of_dsr.section.json")

@@ -6,7 +6,12 @@ from pathlib import Path
 import torch._dynamo  # noqa: F401  (import before any EGL context; see tests/conftest.py)
 
 from pipeline.runtime import resolve_device, setup_logging
-from pipeline.world.potential import PotentialPaths, PotentialSettings, run_potential
+from pipeline.world.potential import (
+                       PotentialPaths,
+                       PotentialSettings,
+                       run_potential,
+                       write_report_section,
+)
 
 log = setup_logging(snakemake.log[0])
 inp, out = snakemake.input, snakemake.output
@@ -17,3 +22,4 @@ paths = PotentialPaths(body_models=str(Path(inp.models[0]).parent), joint_regres
 rows = run_potential(PotentialSettings.from_params(snakemake.params.settings), paths, out.table, out.joints,
                      out.figure, device=resolve_device(snakemake.params.device), threads=snakemake.threads)
 log.info("potential of DSR: %s", rows)
+write_report_section(out.table, out.figure, out.joints, out.section)

@@ -60,21 +60,26 @@ def _rules_rerun_after_editing(workdir: Path, appended_yaml: str) -> tuple[set[s
 #: Everything downstream of the DSR run's training: its evaluation, the tables and the report.
 DSR_RUN_DOWNSTREAM = {"train_regressor", "predict_test_split", "score_predictions", "evaluate_3dpw", "evaluate_h36m",
                       "evaluate_mpi_inf_3dhp", "plot_qualitative", "plot_training_curves", "build_report", "all"}
+#: The open world's Potential of DSR experiment (a report section) reads the masks, the prior and the DSR terms'
+#: settings, but not dsr_start_iter (it applies DSR from its first step).
+POTENTIAL = {"potential_of_dsr"}
 
 
 def test_changing_background_prob_reruns_only_the_prior_reduction(tiny_run: Path) -> None:
     # appended under `prior:`, the tiny config's last section
     rerun, out = _rules_rerun_after_editing(tiny_run, "  background_prob: 0.05\n")
-    assert rerun == {"accumulate_prior", "plot_prior", "check_prior_quality"} | DSR_RUN_DOWNSTREAM, out
+    assert rerun == {"accumulate_prior", "plot_prior", "check_prior_quality"} | DSR_RUN_DOWNSTREAM | POTENTIAL, out
 
 
 def test_changing_the_60_pixel_filter_reruns_only_mask_cleaning(tiny_run: Path) -> None:
     rerun, out = _rules_rerun_after_editing(tiny_run, "masks:\n  min_label_pixels: 40\n")
-    assert rerun == {"clean_masks"} | DSR_RUN_DOWNSTREAM, out
+    assert rerun == {"clean_masks"} | DSR_RUN_DOWNSTREAM | POTENTIAL, out
 
 
-@pytest.mark.parametrize("edit", [{"dsr_start_iter": 1}, {"loss_weights": {"dsr_c": 0.02}}, {"render_size": 16}])
-def test_dsr_settings_retrain_only_the_dsr_run(tiny_run: Path, edit: dict) -> None:
+@pytest.mark.parametrize(("edit", "potential"), [({"dsr_start_iter": 1}, set()),
+                                               ({"loss_weights": {"dsr_c": 0.02}}, POTENTIAL),
+                                               ({"render_size": 16}, POTENTIAL)])
+def test_dsr_settings_retrain_only_the_dsr_run(tiny_run: Path, edit: dict, potential: set[str]) -> None:
     config = tiny_run / "config" / "config.yaml"
     original = config.read_text()
     cfg = yaml.safe_load(original)
@@ -84,7 +89,7 @@ def test_dsr_settings_retrain_only_the_dsr_run(tiny_run: Path, edit: dict) -> No
         jobs, out = _jobs_after_editing(tiny_run, "")
     finally:
         config.write_text(original)
-    assert {rule for rule, _ in jobs} == DSR_RUN_DOWNSTREAM, out
+    assert {rule for rule, _ in jobs} == DSR_RUN_DOWNSTREAM | potential, out
     assert [w for rule, w in jobs if rule == "train_regressor"] == ["run=dsr"], out
     assert not any("run=sd" in w for _, w in jobs), out
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.evaluate.report import read_section_file
+from pipeline.evaluate.sections import read_section_file
 from pipeline.render.camera import CROP_SIZE, FOCAL_LENGTH, scale_focal_length
 from pipeline.render.soft import render_semantics
 from pipeline.train.settings import SourceSpec

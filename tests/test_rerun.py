@@ -47,8 +47,11 @@ from tests.conftest import ROOT, run_snakemake
 
 #: The DSR run of the tiny config, retrained, and everything downstream of it (tests/config_tiny.yaml: runs sd
 #: and dsr = DSR-MC + DSR-C; no pretraining, as assets.pretrained_checkpoint is null there).
+#: (The open world's Potential of DSR experiment, a report section, reads the same masks, prior, DSR settings and
+#: device as the DSR run.)
 DSR_RUN_DOWNSTREAM = {"train_regressor", "predict_test_split", "score_predictions", "evaluate_3dpw", "evaluate_h36m",
-                      "evaluate_mpi_inf_3dhp", "plot_qualitative", "plot_training_curves", "build_report", "all"}
+                      "evaluate_mpi_inf_3dhp", "plot_qualitative", "plot_training_curves", "potential_of_dsr",
+                      "build_report", "all"}
 #: New predictions (any run) and everything downstream of them.
 PREDICTIONS_DOWNSTREAM = {"predict_test_split", "score_predictions", "evaluate_3dpw", "evaluate_h36m",
                           "evaluate_mpi_inf_3dhp", "plot_qualitative", "build_report", "all"}
@@ -191,7 +194,7 @@ def test_each_module_is_a_code_input_of_exactly_the_rules_that_import_it(tiny_pr
     """For every pipeline module: the rules whose recorded code inputs include it = the rules whose script imports
     it directly or indirectly, by modulefinder (an independent implementation: bytecode, not ast)."""
     rules = _rule_code_inputs(tiny_project)
-    assert len(rules) == 28, sorted(rules)  # every rule of the tiny DAG but `all` (no script)
+    assert len(rules) == 30, sorted(rules)  # every rule of the tiny DAG but `all` (no script)
     closure = {s: _modulefinder_closure(tiny_project / "workflow" / "scripts" / s, tiny_project)
                for s in {s for s, _ in rules.values()}}
     modules = sorted(str(p.relative_to(tiny_project)) for p in (tiny_project / "pipeline").rglob("*.py"))
@@ -201,9 +204,9 @@ def test_each_module_is_a_code_input_of_exactly_the_rules_that_import_it(tiny_pr
         independent = {rule for rule, (script, _) in rules.items() if module in closure[script]}
         assert derived == independent, module
         importers[module] = derived
-    assert importers["pipeline/losses/dsr.py"] == {"train_regressor"}
+    assert importers["pipeline/losses/dsr.py"] == {"train_regressor", "potential_of_dsr"}
     assert importers["pipeline/prior/figures.py"] == {"plot_prior"}
-    assert importers["pipeline/masks/clean.py"] == {"clean_masks", "train_regressor"}
+    assert importers["pipeline/masks/clean.py"] == {"clean_masks", "train_regressor", "potential_of_dsr"}
     assert importers["pipeline/runtime.py"] == set(rules)
     assert importers["pipeline/code_inputs.py"] == importers["pipeline/config.py"] == set()  # DAG-build time only
 
@@ -218,7 +221,7 @@ def test_every_rule_with_a_script_takes_its_code_inputs_from_that_script() -> No
             code = re.findall(r'code=get_script_code\("(\w+\.py)"\)', block)
             assert script and code == [script.group(1)], block[:300]
             checked += 1
-    assert checked == 26
+    assert checked == 29
 
 
 def _downstream(project: Path, rules: set[str]) -> set[str]:
@@ -236,9 +239,9 @@ def _downstream(project: Path, rules: set[str]) -> set[str]:
 @pytest.mark.parametrize(
     ("module", "importers"),
     [
-        ("pipeline/losses/dsr.py", {"train_regressor"}),
+        ("pipeline/losses/dsr.py", {"train_regressor", "potential_of_dsr"}),
         ("pipeline/io/masks_h5.py", {"parse_images", "clean_masks", "train_regressor", "predict_test_split",
-                                     "score_predictions", "plot_qualitative"}),
+                                     "score_predictions", "plot_qualitative", "potential_of_dsr"}),
     ],
 )
 def test_editing_a_module_reruns_exactly_its_importers(project: Path, module: str, importers: set[str]) -> None:

@@ -21,8 +21,8 @@ from pipeline.evaluate.report import (
     ReportSection,
     build_html_report,
     plot_seed_spread,
-    read_section_file,
 )
+from pipeline.evaluate.sections import read_section_file
 from pipeline.evaluate.tables import (
     ABLATION_METRICS,
     PAIRED_REFERENCE,

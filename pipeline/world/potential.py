@@ -61,6 +61,7 @@ from torch.utils.data import default_collate
 
 from pipeline.body.model import BodyModel
 from pipeline.evaluate.protocols import EvalResult, evaluate_3dpw
+from pipeline.evaluate.sections import ReportSection, write_section_file
 from pipeline.io.images import read_image_rgb
 from pipeline.losses.composite import LossWeights, total_loss
 from pipeline.losses.dsr import hard_iou, soft_iou
@@ -523,11 +524,6 @@ def write_report_section(csv_path: str | Path, figure: str | Path, joints_csv: s
     """The experiment's section of ``results/report.html`` (rule build_report's ``sections`` input): one row per
     arm (step 0 and the last step, :func:`report_rows`), the Table 4 joint groups after training and
     ``fig4.png``."""
-    from pipeline.evaluate.report import (  # matplotlib: only when writing
-        ReportSection,
-        write_section_file,
-    )
-
     rows = report_rows(csv_path)
     steps = max((r["steps"] for r in rows), default=0)
     n = rows[0]["n"] if rows else 0

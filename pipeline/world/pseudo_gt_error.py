@@ -19,6 +19,7 @@ from pipeline.body.joints import H36M_TO_J14
 from pipeline.body.model import BodyModel
 from pipeline.evaluate import metrics
 from pipeline.evaluate.protocols import root_relative_eval_joints
+from pipeline.evaluate.sections import ReportSection, write_section_file
 from pipeline.io.eft_json import read_eft_json
 from pipeline.io.spin_npz import PersonDataset, read_spin_npz
 from pipeline.world.pseudo_gt import TruthFileError, read_truth, truth_path
@@ -133,11 +134,6 @@ def write_error_csv(splits: Mapping[str, tuple[str | Path, str]], body_model_dir
 
 def write_report_section(rows: list[dict[str, Any]], out_json: str | Path) -> Path:
     """The pseudo-GT error table as a section of ``results/report.html`` (rule build_report's ``sections``)."""
-    from pipeline.evaluate.report import (  # matplotlib: only when writing
-        ReportSection,
-        write_section_file,
-    )
-
     section = ReportSection(
         title="Pseudo ground truth vs truth (open world)",
         note=("The SMPL parameters of these training splits carry the configured fitting error "

@@ -1,12 +1,14 @@
 # Input functions of rule potential_of_dsr (potential.smk); kept apart so that the rule file holds only rules
 # (snakemake --lint).
+from pipeline.losses.terms import DSR_TERMS
 from pipeline.params import canonical
 
+#: The DSR terms of the experiment's arms (pipeline.world.potential.ARMS).
+POTENTIAL_DSR_TERMS = ("dsr_mc", "dsr_c")
 #: Keys of the train section the experiment shares ("the same hyper-parameters used for other experiments").
 POTENTIAL_TRAIN_KEYS = [
     "weight_decay",
     "grad_clip_norm",
-    "loss_weights",
     "backbone",
     "n_iter",
     "image_size",
@@ -37,6 +39,12 @@ def get_potential_params():
     return canonical(
         {
             **{k: train[k] for k in POTENTIAL_TRAIN_KEYS},
+            # weights of DSR terms the experiment does not use (dsr_fb, ...) would rerun it for nothing
+            "loss_weights": {
+                term: w
+                for term, w in train["loss_weights"].items()
+                if term not in DSR_TERMS or term in POTENTIAL_DSR_TERMS
+            },
             "lr": train["lr"] if pot["lr"] is None else pot["lr"],
             "dataset": pot["dataset"],
             "annotations": data["annotations"],

@@ -519,6 +519,22 @@ def report_rows(csv_path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+#: Report columns of :func:`report_rows`' metrics: title, decimals.
+_REPORT_METRICS: dict[str, tuple[str, int]] = {"pve_mm": ("PVE (mm)", 1), "mpjpe_mm": ("MPJPE (mm)", 1),
+                                                "pa_mpjpe_mm": ("PA-MPJPE (mm)", 1), "iou_mc": ("IoU parts", 3),
+                                                "iou_person": ("IoU person", 3)}
+
+
+def _before_after(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A :func:`report_rows` row as the report shows it: one ``start → end`` cell per metric."""
+    out: dict[str, Any] = {k: row[k] for k in ("arm", "masks", "n")}
+    for metric, (title, decimals) in _REPORT_METRICS.items():
+        stem, unit = (metric[:-3], "_mm") if metric.endswith("_mm") else (metric, "")
+        start, end = float(row[f"{stem}_start{unit}"]), float(row[metric])
+        out[title] = "–" if not (math.isfinite(start) and math.isfinite(end)) else f"{start:.{decimals}f} → {end:.{decimals}f}"
+    return out
+
+
 def write_report_section(csv_path: str | Path, figure: str | Path, joints_csv: str | Path,
                          out_json: str | Path) -> Path:
     """The experiment's section of ``results/report.html`` (rule build_report's ``sections`` input): one row per
@@ -536,8 +552,8 @@ def write_report_section(csv_path: str | Path, figure: str | Path, joints_csv: s
         note=(f"One fixed batch of {n} training samples over-fitted for {steps} steps from the pretrained start "
               "with joints only (sd) and with joints + DSR-MC + DSR-C on the parser's masks and on the exact "
               "masks. Errors against the true bodies (not the pseudo ground truth the labels carry); IoU of the "
-              "rendered parts / person with the exact masks; *_start columns: step 0."),
-        tables={"Per arm: step 0 and after training": rows,
+              f"rendered parts / person with the exact masks. Each cell: step 0 → step {steps}."),
+        tables={"Per arm": [_before_after(r) for r in rows],
                 f"MPJPE per joint group after {steps} steps (paper Table 4 groups)": list(groups.values())},
         figures={"image | SD | SD + DSR (parser masks) | SD + DSR (exact masks)": Path(figure)},
     )

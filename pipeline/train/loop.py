@@ -105,8 +105,8 @@ def _sources(settings: TrainSettings, need_masks: bool) -> tuple[list[SampleSour
     if settings.val_dataset is not None and settings.val_dataset not in names:
         raise ValueError(f"train.validation.dataset {settings.val_dataset!r} is not one of the training datasets "
                          f"{names}")
-    for spec in settings.datasets:
-        if need_masks and spec.masks is None:
+    for spec, ratio in zip(settings.datasets, settings.ratios, strict=True):
+        if need_masks and ratio > 0 and spec.masks is None:
             raise ValueError(f"run {settings.run!r} uses DSR terms but dataset {spec.name!r} has no mask store; add "
                              "it to masks.datasets")
         exclude: np.ndarray = np.zeros(0, dtype=np.int64)
@@ -364,7 +364,8 @@ def build_model(settings: TrainSettings, paths: TrainPaths, sources: Sequence[Sa
     """The regressor, initialised from the mean parameters and optionally from pretrained weights."""
     torch.manual_seed(settings.seed)
     model = HMR(backbone=settings.backbone, n_iter=settings.n_iter,
-                mean_params=_mean_params(paths, sources, settings.num_betas), num_betas=settings.num_betas)
+                mean_params=_mean_params(paths, [s for s, r in zip(sources, settings.ratios, strict=True) if r > 0],
+                                         settings.num_betas), num_betas=settings.num_betas)
     loaded = load_pretrained(model, paths.pretrained) if paths.pretrained is not None else "none"
     return model, loaded
 

@@ -267,19 +267,23 @@ def settings_from_config(train_cfg: Mapping[str, Any], train_datasets: Mapping[s
     mix = {k: float(v) for k, v in train_cfg["datasets"].items() if float(v) > 0}
     if not mix:
         raise ValueError("train.datasets: every ratio is 0; give at least one dataset a positive ratio")
+    val = train_cfg["validation"]
+    if val["dataset"] in train_cfg["datasets"] and val["dataset"] not in mix:
+        # listed at ratio 0: a source for held-out validation only, never drawn (and so needing no masks); e.g.
+        # Table 1's COCO-EFT-only training validated on 3DPW training samples (config/study.yaml)
+        mix[val["dataset"]] = 0.0
     datasets = []
-    for name in mix:
+    for name, ratio in mix.items():
         entry = train_datasets[name]
-        masks = mask_stores.get(name) if spec.uses_dsr else None
+        masks = mask_stores.get(name) if spec.uses_dsr and ratio > 0 else None
         if remap and masks is not None:
             masks = official_mask_store(masks)
-        if spec.uses_dsr and masks is None:
+        if spec.uses_dsr and ratio > 0 and masks is None:
             raise ValueError(f"run {run!r} uses DSR terms {list(spec.dsr_terms)} but training dataset {name!r} has no "
                              f"masks: add it to masks.datasets (now {sorted(mask_stores)}) or set its ratio in "
                              "train.datasets to 0")
         datasets.append(SourceSpec(name=name, annotations=str(entry["annotations"]), images=str(entry["images"]),
                                    fmt=str(entry["format"]), masks=None if masks is None else str(masks)))
-    val = train_cfg["validation"]
     return TrainSettings(
         run=run, dsr_terms=spec.dsr_terms, seed=spec.seed, steps=int(train_cfg["steps"]),
         batch_size=int(train_cfg["batch_size"]), datasets=tuple(datasets), ratios=tuple(mix.values()),

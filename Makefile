@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: demo test test-slurm bench timings lint install system-deps clean
+.PHONY: demo study test test-slurm bench timings lint install system-deps clean
 
 # Headless OpenGL for pyrender: EGL (libEGL + Mesa) from Debian when missing.
 system-deps:
@@ -32,6 +32,14 @@ install: system-deps $(STAMP)
 
 demo: install
 	$(BIN)/snakemake --cores $(N) $(TARGET)
+
+# The study (issue #17, README "Study"): the paper's Table 1 variants and sd / dsr with three seeds each on the
+# open world, the Potential of DSR on 64 samples, validation and test tables, all in results/report.html.
+# config/study.yaml is merged over config/config.yaml: the world, prior, masks and pretrained start are the demo's.
+STUDY_TARGETS := results/eval_3dpw.csv results/eval_h36m.csv results/eval_mpi_inf_3dhp.csv results/ablation.csv \
+	results/validation.csv results/potential/potential_of_dsr.csv results/report.html
+study: install
+	$(BIN)/snakemake --cores $(N) --configfile config/study.yaml -- $(STUDY_TARGETS)
 
 # pytest (unit tests, tiny DAG, rerun semantics, --lint, snakefmt) on $(TEST_WORKERS) pytest-xdist workers, and
 # beside it the real-SLURM test where the machine allows it (root + apt; otherwise skipped with its reason

@@ -59,7 +59,8 @@ def _rules_rerun_after_editing(workdir: Path, appended_yaml: str) -> tuple[set[s
 
 #: Everything downstream of the DSR run's training: its evaluation, the tables and the report.
 DSR_RUN_DOWNSTREAM = {"train_regressor", "predict_test_split", "score_predictions", "evaluate_3dpw", "evaluate_h36m",
-                      "evaluate_mpi_inf_3dhp", "plot_qualitative", "plot_training_curves", "build_report", "all"}
+                      "evaluate_mpi_inf_3dhp", "plot_qualitative", "plot_training_curves", "summarise_validation",
+                      "build_report", "all"}
 #: The open world's Potential of DSR experiment (a report section) reads the masks, the prior and the DSR terms'
 #: settings, but not dsr_start_iter (it applies DSR from its first step).
 POTENTIAL = {"potential_of_dsr"}

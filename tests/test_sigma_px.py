@@ -83,3 +83,12 @@ def test_dsr_sigma_px_variant_renders_with_the_paper_pixel_blur() -> None:
         1e-5 * (224 / r) ** 2, rel=1e-12)
     assert "sigma" not in blur.params_dict()["renderer"] and blur.fingerprint() != dsr.fingerprint()
     assert blur.seed == dsr.seed  # same initial weights and data order: only the blur differs
+    # the training script rebuilds the settings from the rule's params, which leave the unused σ out
+    from pipeline.train.settings import TrainSettings
+
+    rebuilt = TrainSettings.from_dict(blur.params_dict(), device="cpu")
+    assert "sigma" not in rebuilt.renderer
+    assert resolve_sigma(rebuilt.renderer.get("sigma"), rebuilt.renderer.get("sigma_px"), r) == pytest.approx(
+        1e-5 * (224 / r) ** 2, rel=1e-12)
+    with pytest.raises(ValueError, match="set sigma .* or sigma_px"):
+        resolve_sigma(None, None, r)

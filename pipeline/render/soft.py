@@ -156,10 +156,16 @@ def sigma_to_pixels(sigma: float, image_size: int) -> float:
     return math.sqrt(sigma) * image_size / 2.0
 
 
-def resolve_sigma(sigma: float, sigma_px: float | None, image_size: int) -> float:
+def resolve_sigma(sigma: float | None, sigma_px: float | None, image_size: int) -> float:
     """The σ (NDC units²) to render with: ``sigma`` as given when ``sigma_px`` is None, else
-    :func:`sigma_from_pixels` (config ``train.renderer.sigma`` / ``train.renderer.sigma_px``)."""
-    return float(sigma) if sigma_px is None else sigma_from_pixels(float(sigma_px), image_size)
+    :func:`sigma_from_pixels` (config ``train.renderer.sigma`` / ``train.renderer.sigma_px``). ``sigma`` may be
+    None when ``sigma_px`` is set: a run's params leave the unused σ out (a ``sigma_px`` run keeps its weights when
+    ``train.renderer.sigma`` changes)."""
+    if sigma_px is not None:
+        return sigma_from_pixels(float(sigma_px), image_size)
+    if sigma is None:
+        raise ValueError("train.renderer: set sigma (NDC units²) or sigma_px (pixels); both are null")
+    return float(sigma)
 
 
 def coverage_radius_sq(sigma: float, cutoff: float = COVERAGE_CUTOFF) -> float:

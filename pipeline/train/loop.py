@@ -224,7 +224,7 @@ def dsr_terms(settings: TrainSettings, prior: PriorTextures, vertices: torch.Ten
     official = settings.uses_official
     images, silhouette = render_semantics(
         vertices, faces, textures, cam_t, focal=scale_focal_length(FOCAL_LENGTH, CROP_SIZE, r), image_size=r,
-        sigma=resolve_sigma(settings.renderer["sigma"], settings.renderer.get("sigma_px"), r),
+        sigma=resolve_sigma(settings.renderer.get("sigma"), settings.renderer.get("sigma_px"), r),
         gamma=float(settings.renderer["gamma"]), backend=settings.renderer["backend"],
         eps=SOFTRAS_KERNEL_EPS if official("softras_bg_weight") else BACKGROUND_EPS)
     has = batch["has_masks"]

@@ -295,7 +295,7 @@ def part_ious(prior: PriorTextures, vertices: torch.Tensor, faces: torch.Tensor,
     textures, where = prior.textures(("dsr_mc",), exact["valid_mc"])
     images, silhouette = render_semantics(
         vertices, faces, textures, cam_t, focal=scale_focal_length(FOCAL_LENGTH, CROP_SIZE, r), image_size=r,
-        sigma=resolve_sigma(settings.renderer["sigma"], settings.renderer.get("sigma_px"), r),
+        sigma=resolve_sigma(settings.renderer.get("sigma"), settings.renderer.get("sigma_px"), r),
         gamma=float(settings.renderer["gamma"]), backend=settings.renderer["backend"])
     known = exact["mask_known"].to(images.dtype)
     mc = images[:, where["mc"]][:, 0] * known

@@ -159,6 +159,26 @@ rule evaluate_ablation:
         "../scripts/evaluate_ablation.py"
 
 
+rule summarise_validation:
+    input:
+        metrics=get_validation_metrics(),
+        code=get_script_code("summarise_validation.py"),
+    output:
+        table="results/validation.csv",
+        by_variant="results/validation_by_variant.csv",
+        section=VALIDATION_SECTION,
+    log:
+        "logs/evaluate/summarise_validation.log",
+    conda:
+        "../../envs/evaluate.yaml"
+    params:
+        runs=get_validation_runs(),
+        dataset=lookup(dpath="train/validation/dataset", within=config),
+        world=lookup(dpath="world", within=config),
+    script:
+        "../scripts/summarise_validation.py"
+
+
 rule plot_qualitative:
     input:
         predictions=rules.predict_test_split.output[0],
@@ -247,6 +267,7 @@ rule build_report:
         pretrain_curves=get_pretrain_curves(),
         qualitative=get_qualitative_figures(),
         sections=get_report_sections,
+        ablation=get_report_ablation(),
         code=get_script_code("build_report.py"),
     output:
         "results/report.html",

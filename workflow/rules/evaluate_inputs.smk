@@ -113,11 +113,45 @@ def get_ablation_variants():
 #: Report sections (JSON, pipeline.evaluate.report.write_section_file) of jobs that only some DAGs hold; the
 #: files that define such jobs register them here (the open world does so in world_inputs.smk).
 REPORT_SECTIONS = []
+#: The validation section (written by summarise_validation), first, when the runs validate.
+VALIDATION_SECTION = "results/validation.section.json"
+
+
+def get_report_ablation():
+    """results/ablation.csv when evaluate.ablation.in_report (make study) asks the report to show it."""
+    return (
+        ["results/ablation.csv"] if config["evaluate"]["ablation"]["in_report"] else []
+    )
+
+
+def get_validation_runs():
+    """Runs whose validation scores summarise_validation gathers: train.runs, then (evaluate.ablation.in_report)
+    every ablation run that is not the same repetition of a variant as one of them; none without validation.
+    """
+    if config["train"]["validation"]["dataset"] is None:
+        return []
+    runs = list(config["train"]["runs"])
+    if config["evaluate"]["ablation"]["in_report"]:
+        seen = {
+            (s.variant, s.repetition)
+            for s in (parse_run(r, config["train"]["variants"]) for r in runs)
+        }
+        for run in get_ablation_runs():
+            spec = parse_run(run, config["train"]["variants"])
+            if (spec.variant, spec.repetition) not in seen:
+                seen.add((spec.variant, spec.repetition))
+                runs.append(run)
+    return runs
+
+
+def get_validation_metrics():
+    """The training logs (metrics.csv) of get_validation_runs()."""
+    return [f"results/train/{run}/metrics.csv" for run in get_validation_runs()]
 
 
 def get_report_sections(wildcards):
     """The registered report sections (read when the DAG is built, after every rule file is included)."""
-    return list(REPORT_SECTIONS)
+    return [VALIDATION_SECTION] * bool(get_validation_runs()) + list(REPORT_SECTIONS)
 
 
 def get_qualitative_figures():

@@ -14,6 +14,7 @@ write_pipeline_report(
     training_curves=dict(zip(p.train_runs, inp.curves)),
     pretraining_curves=inp.pretrain_curves[0] if inp.pretrain_curves else None,
     qualitative=dict(zip(p.eval_runs, inp.qualitative)),
+    ablation_csv=inp.ablation[0] if inp.ablation else None,
     section_files=inp.sections,
     provenance={"world": p.world, "seed": p.seed, "runs": ", ".join(p.eval_runs), "git": git_sha()},
 )

@@ -207,16 +207,29 @@ class MixedDataset(Dataset):
 
 
 class StepRange(torch.utils.data.Sampler[int]):
-    """Flat positions of steps ``start`` … ``stop − 1`` in order (batched by the DataLoader)."""
+    """Flat positions of steps ``start`` … ``stop − 1`` in order (batched by the DataLoader).
 
-    def __init__(self, start: int, stop: int, batch_size: int) -> None:
+    ``shard = (rank, world_size)``: only worker ``rank``'s share of each step's batch, the contiguous positions
+    ``rank·b … (rank+1)·b − 1`` with ``b = batch_size / world_size`` (:mod:`pipeline.train.distributed`; batch the
+    DataLoader by ``b``); the shares of all workers are the whole batch, in order.
+    """
+
+    def __init__(self, start: int, stop: int, batch_size: int, shard: tuple[int, int] = (0, 1)) -> None:
+        rank, world = shard
+        if world < 1 or not 0 <= rank < world or batch_size % world:
+            raise ValueError(f"StepRange: shard {shard} does not split a batch of {batch_size}")
         self.start, self.stop, self.batch_size = start, stop, batch_size
+        self.rank, self.world_size = rank, world
 
     def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(range(self.start * self.batch_size, self.stop * self.batch_size))
+        if self.world_size == 1:
+            return iter(range(self.start * self.batch_size, self.stop * self.batch_size))
+        share = self.batch_size // self.world_size
+        offset = self.rank * share
+        return (k * self.batch_size + offset + i for k in range(self.start, self.stop) for i in range(share))
 
     def __len__(self) -> int:
-        return max(0, self.stop - self.start) * self.batch_size
+        return max(0, self.stop - self.start) * self.batch_size // self.world_size
 
 
 def validation_indices(data: PersonDataset, fraction: float) -> np.ndarray:

@@ -20,6 +20,10 @@ pure function of ``(seed, step)`` (:mod:`pipeline.train.data`). A checkpoint is 
 fingerprint and the digest of the run's input files and code match (a killed job); after changed masks, prior
 or training code training starts over (logged). ``metrics.csv`` rows after the resumed step are
 dropped before appending, so a killed-and-resumed run writes the same table as an uninterrupted one.
+
+Several devices (``workers``, :mod:`pipeline.train.distributed`): each worker trains on its share of every
+step's batch under DistributedDataParallel with synchronised BatchNorm; rank 0 alone validates and writes
+``metrics.csv``, TensorBoard and the checkpoints. With the default single worker none of that code runs.
 """
 
 from __future__ import annotations
@@ -81,6 +85,14 @@ from pipeline.render.soft import (
     resolve_sigma,
 )
 from pipeline.train.checkpoint import inputs_digest, read_checkpoint, save_checkpoint
+from pipeline.train.distributed import (
+    SINGLE,
+    Workers,
+    check_world_size,
+    distribute_model,
+    term_normalisers,
+    term_scales,
+)
 from pipeline.train.data import (
     MixedDataset,
     SampleSource,
@@ -371,7 +383,7 @@ def build_model(settings: TrainSettings, paths: TrainPaths, sources: Sequence[Sa
 
 
 def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
-          stop_after: int | None = None) -> dict[str, Any]:
+          stop_after: int | None = None, workers: Workers = SINGLE) -> dict[str, Any]:
     """Train (or resume) one run into ``out_dir``.
 
     Writes ``checkpoints/last.pt`` (and the running ``checkpoints/metrics.csv``) every ``checkpoint_every``
@@ -383,6 +395,8 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
         out_dir: the run's folder.
         stop_after: stop (with a checkpoint) after this many steps in total, as if killed right after a
             checkpoint — for tests and time-sliced jobs; ``final.pt`` is not written then.
+        workers: this process's rank among the run's workers (:func:`pipeline.train.distributed.workers_from_env`,
+            process group already joined); the default is the single-process run.
 
     Returns:
         Summary metrics: ``steps``, ``seconds``, ``samples_per_s``, mean of each logged term over the last
@@ -391,7 +405,8 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(settings.device)
+    device = workers.device(settings.device)
+    share = check_world_size(workers.world_size, settings.batch_size)
     if settings.threads > 0:
         torch.set_num_threads(settings.threads)
     need_dsr = bool(settings.dsr_terms)
@@ -441,7 +456,10 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
             optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["rng"]["torch"])
             if device.type == "cuda" and state["rng"].get("cuda") is not None:
-                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+                if workers.distributed:  # every worker's dropout stream is rank 0's
+                    torch.cuda.set_rng_state(state["rng"]["cuda"][0], device)
+                else:
+                    torch.cuda.set_rng_state_all(state["rng"]["cuda"])
             start = int(state["step"])
             log.info("resuming run %s from %s at step %d", settings.run, last, start)
         else:
@@ -459,21 +477,26 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
                *[f"n_skipped_{t}" for t in settings.dsr_terms], *([f"n_{NO_MC_COUNT}"] if "dsr_c" in settings.dsr_terms else []),
                "samples_per_s", "val_mpjpe_mm", "val_pa_mpjpe_mm", "val_pve_mm"]
     # The log lives beside last.pt (Snakemake deletes a rerun job's outputs; the log must survive with the
-    # checkpoint) and is copied to metrics.csv at the end.
-    table = MetricsTable(ckpt_dir / "metrics.csv", columns, start)
-    tb = _tensorboard(out_dir / "tensorboard", start)
+    # checkpoint) and is copied to metrics.csv at the end. Rank 0 alone writes.
+    table = MetricsTable(ckpt_dir / "metrics.csv", columns, start) if workers.main else None
+    tb = _tensorboard(out_dir / "tensorboard", start) if workers.main else None
+    net: torch.nn.Module = model  # what the training steps run: the model, or its DDP wrapper
+    if workers.distributed:
+        net = distribute_model(model, workers, device)
 
     mixed = MixedDataset(sources, settings.ratios, settings.batch_size, settings.seed, settings.augment)
     stop = settings.steps if stop_after is None else min(settings.steps, stop_after)
-    loader = DataLoader(mixed, batch_size=settings.batch_size, sampler=StepRange(start, stop, settings.batch_size),
+    loader = DataLoader(mixed, batch_size=share, sampler=StepRange(start, stop, settings.batch_size, workers.shard()),
                         num_workers=settings.num_workers, pin_memory=device.type == "cuda",
                         persistent_workers=False,
                         # its own generator: creating the iterator must not consume the global (dropout) RNG
                         generator=torch.Generator().manual_seed(settings.seed))
 
     def checkpoint(step: int, name: str) -> None:
-        rng = {"torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
+        cuda = None
+        if device.type == "cuda":
+            cuda = [torch.cuda.get_rng_state(device)] if workers.distributed else torch.cuda.get_rng_state_all()
+        rng = {"torch": torch.get_rng_state(), "cuda": cuda}
         save_checkpoint(ckpt_dir / name, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
             "model_config": {"backbone": settings.backbone, "n_iter": settings.n_iter,
@@ -484,14 +507,14 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
     def run_validation(step: int) -> dict[str, float]:
         metrics = validate(model, body, val_source, val_index, settings.batch_size, device,  # type: ignore[arg-type]
                            gt_models)
-        table.append({"step": step, "phase": "val", **metrics})
+        table.append({"step": step, "phase": "val", **metrics})  # type: ignore[union-attr]
         for k, v in metrics.items():
-            tb.add_scalar(f"val/{k}", v, step)
+            tb.add_scalar(f"val/{k}", v, step)  # type: ignore[union-attr]
         log.info("step %d: validation %s", step, {k: round(v, 1) for k, v in metrics.items()})
         return metrics
 
     last_val: dict[str, float] = {}
-    if val_source is not None and start == 0:
+    if val_source is not None and start == 0 and workers.main:
         # the initialisation (mean parameters or the pretrained model) as the curve's first point: the baseline
         # the run has to beat; RNG-free (no augmentation, eval mode), so resuming stays exact
         last_val = run_validation(0)
@@ -507,17 +530,26 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
     step = start
     for raw in loader:
         batch = to_tensors(raw, device)
-        out, posed, cam_t = predict_body(model, body, batch["img"])
+        out, posed, cam_t = predict_body(net, body, batch["img"])  # type: ignore[arg-type]
         terms = standard_terms(out, posed, cam_t, batch, openpose_weight=settings.openpose_train_weight,
                                gt_weight=settings.gt_train_weight)
         dsr_counts: dict[str, int] = {}
         if need_dsr and dsr_enabled(step, settings.dsr_start_iter):
             extra, dsr_counts = dsr_terms(settings, prior, posed.vertices, faces, cam_t, batch)  # type: ignore[arg-type]
             terms.update(extra)
+        if workers.distributed:  # global-batch means of the per-label terms (pipeline.train.distributed)
+            local = term_normalisers(list(terms), batch, dsr_counts, settings.dsr_reduction)
+            summed = workers.all_sum({**{f"n:{k}": v for k, v in local.items()},
+                                      **{f"count:{k}": v for k, v in dsr_counts.items()}}, device)
+            scales = term_scales(local, {k: summed[f"n:{k}"] for k in local}, workers.world_size)
+            terms = {k: v * scales[k] if k in scales else v for k, v in terms.items()}
+            dsr_counts = {k: int(round(summed[f"count:{k}"])) for k in dsr_counts}
         loss, values = total_loss(terms, weights, step, settings.dsr_start_iter)
+        if workers.distributed:
+            values = workers.mean(values)
         lr = settings.lr_at(step)
         values["lr"] = torch.tensor(lr)
-        if not torch.isfinite(loss):
+        if not torch.isfinite(values["total"] if workers.distributed else loss):  # the same on every worker
             raise FloatingPointError(f"run {settings.run}: non-finite loss at step {step}: "
                                      f"{ {k: float(v) for k, v in values.items()} }")
         optimizer.zero_grad(set_to_none=True)
@@ -547,21 +579,25 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
             row.update({k: v / interval_n for k, v in sums.items() if k in columns and not k.startswith("n_")})
             row.update({k: int(v) for k, v in sums.items() if k.startswith("n_")})
             row["samples_per_s"] = interval_n * settings.batch_size / max(now - t_interval, 1e-9)
-            table.append(row)
-            for k, v in row.items():
-                if k not in ("step", "phase") and v is not None:
-                    tb.add_scalar(f"train/{k}", float(v), step)
+            if workers.main:
+                table.append(row)  # type: ignore[union-attr]
+                for k, v in row.items():
+                    if k not in ("step", "phase") and v is not None:
+                        tb.add_scalar(f"train/{k}", float(v), step)  # type: ignore[union-attr]
             last_log = row
             sums, interval_n, t_interval = {}, 0, now
+        if not workers.main:
+            continue
         if val_source is not None and (step % settings.val_every == 0 or step == settings.steps):
             last_val = run_validation(step)
         if step % settings.checkpoint_every == 0 or step == stop:
             checkpoint(step, "last.pt")
     bar.close()
-    tb.close()
-    if step == settings.steps:
-        checkpoint(step, "final.pt")
-    shutil.copyfile(table.path, out_dir / "metrics.csv")
+    if workers.main:
+        tb.close()  # type: ignore[union-attr]
+        if step == settings.steps:
+            checkpoint(step, "final.pt")
+        shutil.copyfile(table.path, out_dir / "metrics.csv")  # type: ignore[union-attr]
     seconds = time.perf_counter() - t0
     done = step - start
     summary = {"run": settings.run, "steps": step, "resumed_from": start, "seconds": seconds,

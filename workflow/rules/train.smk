@@ -24,6 +24,7 @@ rule train_regressor:
         "../../envs/train.yaml"
     threads: config["train"]["threads"]
     resources:
+        **get_train_worker_resources(),
         mem_mb=6000,
     params:
         settings=get_train_params,

@@ -1,5 +1,7 @@
 """Train one regressor run (rule train_regressor) or the open world's pretraining run (pretrain_regressor,
-whose final weights are also written in SPIN's checkpoint layout); resumes from <run>/checkpoints/last.pt."""
+whose final weights are also written in SPIN's checkpoint layout); resumes from <run>/checkpoints/last.pt.
+train.distributed.world_size > 1 (train_regressor only; a machine setting like threads, so not in params) starts
+that many DDP workers (pipeline.train.distributed)."""
 
 from pathlib import Path
 
@@ -7,6 +9,7 @@ import torch._dynamo  # noqa: F401  (import before any EGL context; see tests/co
 import yaml
 
 from pipeline.runtime import git_sha, resolve_device, setup_logging
+from pipeline.train.distributed import launch_workers
 from pipeline.train.loop import train
 from pipeline.train.pretrain import export_spin_checkpoint
 from pipeline.train.settings import TrainPaths, TrainSettings
@@ -30,7 +33,12 @@ with open(out.settings, "w") as f:
     # the run's params (what determines the weights), then the machine it ran on
     record = {**snakemake.params.settings, "device": settings.device, "threads": settings.threads}
     yaml.safe_dump({**record, "git_sha": git_sha()}, f, sort_keys=False)
-summary = train(settings, paths, out_dir)
+workers = snakemake.config["train"]["distributed"] if snakemake.rule == "train_regressor" else {"world_size": 1}
+if workers["world_size"] > 1:  # DDP workers (torchrun, or srun under SLURM); rank 0 writes what train() writes
+    summary = launch_workers(settings, paths, out_dir, world_size=workers["world_size"], backend=workers["backend"],
+                             log_path=snakemake.log[0])
+else:
+    summary = train(settings, paths, out_dir)
 log.info("summary: %s", summary)
 if spin_layout:
     export_spin_checkpoint(out_dir / "checkpoints" / "final.pt", out.checkpoint)

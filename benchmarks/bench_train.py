@@ -8,6 +8,16 @@ Targets (issue #8): step(SD+DSR) / step(SD) ≤ 1.3 on CPU at demo settings, ≤
 the loader must deliver more samples/s than the step consumes.
 
 Run: .venv/bin/python benchmarks/bench_train.py [--steps 10]
+
+``--workers 2`` instead times whole training runs (:func:`pipeline.train.loop.train`, data loading included) with
+one process and with 2 DDP workers (gloo, CPU; pipeline.train.distributed) at the demo's model and batch
+(ResNet-18, 64² crops, global batch 16, SD) on the generated toy world of tests/test_ddp.py, so it needs no
+project outputs. Both use all the cores: 1 worker × 2 threads vs 2 workers × 1 thread on 2 cores.
+Expected ratio t(2 workers) / t(1 worker) on 2 cores: about 1 (0.9–1.3): the same arithmetic split into two
+processes instead of two threads, plus the gradient all-reduce (11.7M floats per step over loopback) and two
+small all-reduces per BatchNorm layer; DDP pays off with one GPU per worker, not on a 2-core CPU.
+
+Run: .venv/bin/python benchmarks/bench_train.py --workers 2 [--steps 10]
 """
 
 from __future__ import annotations
@@ -98,10 +108,41 @@ def compare(label: str, device: str, steps: int, **overrides: object) -> None:
           f"samples/s (ratio {loader_rate / (dsr.batch_size / t_dsr):.2f})")
 
 
+def compare_workers(world_size: int, steps: int) -> None:
+    """Samples/s of a whole SD run (data loading, steps, checkpoints) with 1 process vs ``world_size`` workers."""
+    import os
+    import sys
+    import tempfile
+
+    from pipeline.train.distributed import launch_workers
+    from pipeline.train.loop import train
+
+    sys.path.insert(0, str(ROOT))  # the toy world generator of the tests
+    from tests.test_ddp import _world
+
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        settings, paths = _world(Path(tmp) / "inputs")
+        settings = dataclasses.replace(settings, steps=steps, image_size=64, batch_size=16, log_every=steps,
+                                       checkpoint_every=steps, lr=3e-5, threads=cores)
+        one = train(settings, paths, Path(tmp) / "w1")
+        single = train(dataclasses.replace(settings, threads=1), paths, Path(tmp) / "w1t1")
+        many = launch_workers(settings, paths, Path(tmp) / f"w{world_size}", world_size=world_size, backend="gloo")
+    t1, t1s, tw = (settings.batch_size / r["samples_per_s"] for r in (one, single, many))
+    print(f"[cpu, {cores} cores] {settings.backbone}, crop {settings.image_size}², global batch {settings.batch_size}, "
+          f"{steps} steps: 1 worker × {cores} threads {t1 * 1000:.0f} ms/step, 1 worker × 1 thread "
+          f"{t1s * 1000:.0f} ms/step, {world_size} workers × {max(1, cores // world_size)} thread(s) "
+          f"{tw * 1000:.0f} ms/step; ratio {world_size} workers / 1 worker: {tw / t1:.2f} (vs 1 thread: {tw / t1s:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=0, help="compare 1 process with this many DDP workers")
     args = parser.parse_args()
+    if args.workers > 1:
+        compare_workers(args.workers, args.steps)
+        return
     torch.set_num_threads(1)
     compare("cpu, demo settings, 1 thread", "cpu", args.steps)
     if torch.cuda.is_available():

@@ -278,3 +278,34 @@ def test_stopped_two_worker_run_resumes_to_the_same_weights(world: tuple[TrainSe
     changed = dataclasses.replace(settings, lr=5e-4, steps=2)
     again = launch_workers(changed, paths, out, world_size=2, backend="gloo")
     assert again["resumed_from"] == 0 and again["steps"] == 2
+
+
+# ------------------------------------------------------------------------------------------ the rule
+def test_rule_asks_slurm_for_one_task_per_worker_only_when_distributed(tmp_path: Path) -> None:
+    """Dry runs: at world_size 2 train_regressor's job carries tasks/tasks_per_gpu/mpi (the SLURM executor then
+    submits --ntasks=2 --ntasks-per-gpu=1 and runs the script once, which starts the workers with srun); at the
+    default 1 its resources and params are the single-process job's."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+
+    from tests.conftest import copy_workflow, run_snakemake
+
+    work = copy_workflow(tmp_path / "project")
+    jobs = {}
+    for world in (1, 2):
+        out = run_snakemake(work, "-n", "results/train/sd/metrics.csv", "--config",
+                            f"train={{distributed: {{world_size: {world}}}}}")
+        assert out.returncode == 0, out.stderr[-2000:]
+        block = (out.stdout + out.stderr).split("rule train_regressor:")[1].split("\n\n")[0]
+        jobs[world] = [line.strip() for line in block.splitlines() if line.strip().startswith("resources:")][0]
+    assert "tasks" not in jobs[1] and "mpi" not in jobs[1]
+    assert "tasks=2, tasks_per_gpu=1, mpi=srun" in jobs[2]
+
+    class Resources(dict):
+        __getattr__ = dict.get
+
+    job = type("Job", (), {"resources": Resources(gpu=2, tasks=2, tasks_per_gpu=1, mpi="srun", cpus_per_task=8,
+                                                  mem_mb=64000, runtime=2880), "threads": 1})()
+    params = {"run_uuid": "u", "slurm_logfile": "l", "comment_str": "c", "account": "", "partition": "-p gpu",
+              "workdir": "."}
+    sbatch = get_submit_command(job, params)
+    assert "--ntasks=2" in sbatch and "--ntasks-per-gpu=1" in sbatch and "--cpus-per-task=8" in sbatch

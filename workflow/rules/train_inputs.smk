@@ -36,9 +36,12 @@ def get_train_inputs(wildcards):
 
 
 def get_train_worker_resources():
-    """train.distributed.world_size > 1: one SLURM task per DDP worker. `tasks` sets the job's task count and
-    `mpi` (the launcher, srun) makes the SLURM executor run the job's script once, in the batch step, from
-    where it starts the workers with srun (pipeline.train.distributed). Nothing at 1: a single-process job as
-    before. Resources are not rerun triggers."""
+    """train.distributed.world_size > 1: one SLURM task per DDP worker. `tasks` sets the job's task count
+    (`tasks_per_gpu` 1: one GPU each when the profile gives the job `gpu` = world_size) and `mpi` (the
+    launcher, srun) makes the SLURM executor run the job's script once, in the batch step, from where it
+    starts the workers with srun (pipeline.train.distributed). Nothing at 1: a single-process job as before.
+    Resources are not rerun triggers."""
     world_size = config["train"]["distributed"]["world_size"]
-    return {"tasks": world_size, "mpi": "srun"} if world_size > 1 else {}
+    if world_size == 1:
+        return {}
+    return {"tasks": world_size, "tasks_per_gpu": 1, "mpi": "srun"}

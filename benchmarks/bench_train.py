@@ -1,6 +1,7 @@
 """Benchmark: training-step time SD vs SD+DSR (DSR-MC + DSR-C) and data-loader throughput vs the step.
 
-Uses the default open world (run ``snakemake --cores 2 all`` first so resources/ and results/masks exist).
+Uses the default open world (run ``snakemake --cores 2 all`` first so resources/ and results/masks exist), or the
+project folder given with ``--root`` (benchmarks/gpu_check.sh builds a tiny one).
 CPU at demo settings (config/config.yaml ``train``), one thread, measured after warm-up in one run; on a CUDA
 device also at paper settings (ResNet-50, 224² crops and renders, batch 64).
 
@@ -42,17 +43,17 @@ from pipeline.train.settings import TrainPaths, TrainSettings, settings_from_con
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _settings(run: str, device: str, **overrides: object) -> tuple[TrainSettings, TrainPaths]:
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+def _settings(run: str, device: str, root: Path = ROOT, **overrides: object) -> tuple[TrainSettings, TrainPaths]:
+    cfg = yaml.safe_load((root / "config" / "config.yaml").read_text())
     validate_config(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
-    stores = {n: str(ROOT / f"results/masks/{n}.h5") for n in cfg["masks"]["datasets"]}
+    stores = {n: str(root / f"results/masks/{n}.h5") for n in cfg["masks"]["datasets"]}
     for entry in cfg["assets"]["train_datasets"].values():
-        entry["annotations"], entry["images"] = str(ROOT / entry["annotations"]), str(ROOT / entry["images"])
+        entry["annotations"], entry["images"] = str(root / entry["annotations"]), str(root / entry["images"])
     s = settings_from_config(cfg["train"], cfg["assets"]["train_datasets"], stores, run, master_seed=0,
                              device=device, threads=1, progress=False)
-    paths = TrainPaths(body_models=str(ROOT / "resources/body_models"),
-                       joint_regressors=str(ROOT / "resources/body_models/joint_regressors.npz"),
-                       prior=str(ROOT / "results/prior/semantic_prior.npz"))
+    paths = TrainPaths(body_models=str(root / "resources/body_models"),
+                       joint_regressors=str(root / "resources/body_models/joint_regressors.npz"),
+                       prior=str(root / "results/prior/semantic_prior.npz"))
     return dataclasses.replace(s, dsr_start_iter=0, **overrides), paths
 
 
@@ -96,9 +97,9 @@ def _step_time(settings: TrainSettings, paths: TrainPaths, batches: list[dict[st
     return float(np.median(times[2:]))  # first steps warm up allocators and caches
 
 
-def compare(label: str, device: str, steps: int, **overrides: object) -> None:
-    sd, paths = _settings("sd", device, **overrides)
-    dsr, _ = _settings("dsr", device, **overrides)
+def compare(label: str, device: str, steps: int, root: Path = ROOT, **overrides: object) -> None:
+    sd, paths = _settings("sd", device, root, **overrides)
+    dsr, _ = _settings("dsr", device, root, **overrides)
     batches, loader_rate = _batches(dsr, steps)
     t_sd = _step_time(sd, paths, batches)
     t_dsr = _step_time(dsr, paths, batches)
@@ -139,15 +140,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--workers", type=int, default=0, help="compare 1 process with this many DDP workers")
+    parser.add_argument("--root", type=Path, default=ROOT,
+                        help="project folder whose config, resources/ and results/ to use (default: this one)")
     args = parser.parse_args()
     if args.workers > 1:
         compare_workers(args.workers, args.steps)
         return
     torch.set_num_threads(1)
-    compare("cpu, demo settings, 1 thread", "cpu", args.steps)
+    compare("cpu, demo settings, 1 thread", "cpu", args.steps, args.root)
     if torch.cuda.is_available():
-        compare("cuda, paper settings", "cuda", args.steps, backbone="resnet50", image_size=224, render_size=224,
-                batch_size=64)
+        compare("cuda, paper settings", "cuda", args.steps, args.root, backbone="resnet50", image_size=224,
+                render_size=224, batch_size=64)
     else:
         print("no CUDA device: paper-setting GPU figures not measured")
 

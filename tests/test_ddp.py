@@ -280,6 +280,24 @@ def test_stopped_two_worker_run_resumes_to_the_same_weights(world: tuple[TrainSe
     assert again["resumed_from"] == 0 and again["steps"] == 2
 
 
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (benchmarks/gpu_check.sh)")
+def test_two_cuda_workers_train_as_one_cuda(world: tuple[TrainSettings, TrainPaths, Path]) -> None:
+    """NCCL, torch's SyncBatchNorm, one GPU per worker: the CPU test's comparison on CUDA (looser on the losses:
+    cuDNN picks its own convolution algorithms per batch shape)."""
+    settings, paths, root = world
+    cuda = dataclasses.replace(settings, device="cuda")
+    train(cuda, paths, root / "cuda1")
+    launch_workers(cuda, paths, root / "cuda2", world_size=2, backend="auto")
+    a, b = _weights(root / "cuda1/checkpoints/final.pt"), _weights(root / "cuda2/checkpoints/final.pt")
+    w0 = _initial_weights(settings, paths)
+    params = [k for k in a if a[k].is_floating_point() and "running" not in k]
+    d1 = torch.cat([(a[k].double() - w0[k].double()).flatten() for k in params])
+    d2 = torch.cat([(b[k].double() - w0[k].double()).flatten() for k in params])
+    assert float((d2 - d1).norm() / d1.norm()) <= UPDATE_RTOL
+    for r1, r2 in zip(_train_rows(root / "cuda1"), _train_rows(root / "cuda2"), strict=True):
+        assert float(r2["total"]) == pytest.approx(float(r1["total"]), rel=1e-2), r1["step"]
+
+
 # ------------------------------------------------------------------------------------------ the rule
 def test_rule_asks_slurm_for_one_task_per_worker_only_when_distributed(tmp_path: Path) -> None:
     """Dry runs: at world_size 2 train_regressor's job carries tasks/tasks_per_gpu/mpi (the SLURM executor then

@@ -125,7 +125,7 @@ def test_step_range_shards_are_disjoint_and_make_up_the_batch() -> None:
     whole = list(StepRange(2, 4, 6))
     shards = [list(StepRange(2, 4, 6, (r, 3))) for r in range(3)]
     assert shards[1] == [14, 15, 20, 21]  # step 2 positions 2-3, step 3 positions 2-3
-    assert sorted(sum(shards, [])) == whole
+    assert sorted(i for shard in shards for i in shard) == whole
     assert len(StepRange(2, 4, 6, (0, 3))) == 4
     with pytest.raises(ValueError, match="does not split a batch of 6"):
         StepRange(0, 1, 6, (0, 4))
@@ -314,7 +314,7 @@ def test_rule_asks_slurm_for_one_task_per_worker_only_when_distributed(tmp_path:
                             f"train={{distributed: {{world_size: {world}}}}}")
         assert out.returncode == 0, out.stderr[-2000:]
         block = (out.stdout + out.stderr).split("rule train_regressor:")[1].split("\n\n")[0]
-        jobs[world] = [line.strip() for line in block.splitlines() if line.strip().startswith("resources:")][0]
+        jobs[world] = next(line.strip() for line in block.splitlines() if line.strip().startswith("resources:"))
     assert "tasks" not in jobs[1] and "mpi" not in jobs[1]
     assert "tasks=2, tasks_per_gpu=1, mpi=srun" in jobs[2]
 

@@ -85,6 +85,13 @@ from pipeline.render.soft import (
     resolve_sigma,
 )
 from pipeline.train.checkpoint import inputs_digest, read_checkpoint, save_checkpoint
+from pipeline.train.data import (
+    MixedDataset,
+    SampleSource,
+    StepRange,
+    to_tensors,
+    validation_indices,
+)
 from pipeline.train.distributed import (
     SINGLE,
     Workers,
@@ -92,13 +99,6 @@ from pipeline.train.distributed import (
     distribute_model,
     term_normalisers,
     term_scales,
-)
-from pipeline.train.data import (
-    MixedDataset,
-    SampleSource,
-    StepRange,
-    to_tensors,
-    validation_indices,
 )
 from pipeline.train.settings import OFFICIAL_MAPPING, TrainPaths, TrainSettings
 
@@ -543,7 +543,7 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
                                       **{f"count:{k}": v for k, v in dsr_counts.items()}}, device)
             scales = term_scales(local, {k: summed[f"n:{k}"] for k in local}, workers.world_size)
             terms = {k: v * scales[k] if k in scales else v for k, v in terms.items()}
-            dsr_counts = {k: int(round(summed[f"count:{k}"])) for k in dsr_counts}
+            dsr_counts = {k: round(summed[f"count:{k}"]) for k in dsr_counts}
         loss, values = total_loss(terms, weights, step, settings.dsr_start_iter)
         if workers.distributed:
             values = workers.mean(values)

@@ -316,7 +316,8 @@ def test_rule_asks_slurm_for_one_task_per_worker_only_when_distributed(tmp_path:
         block = (out.stdout + out.stderr).split("rule train_regressor:")[1].split("\n\n")[0]
         jobs[world] = next(line.strip() for line in block.splitlines() if line.strip().startswith("resources:"))
     assert "tasks" not in jobs[1] and "mpi" not in jobs[1]
-    assert "tasks=2, tasks_per_gpu=1, mpi=srun" in jobs[2]
+    assert "tasks=2, tasks_per_gpu=1, mpi=srun, ddp_workers=2, ddp_backend=auto" in jobs[2]
+    assert "ddp_workers" not in jobs[1]  # the script runs one process without it
 
     class Resources(dict):
         __getattr__ = dict.get

@@ -39,9 +39,16 @@ def get_train_worker_resources():
     """train.distributed.world_size > 1: one SLURM task per DDP worker. `tasks` sets the job's task count
     (`tasks_per_gpu` 1: one GPU each when the profile gives the job `gpu` = world_size) and `mpi` (the
     launcher, srun) makes the SLURM executor run the job's script once, in the batch step, from where it
-    starts the workers with srun (pipeline.train.distributed). Nothing at 1: a single-process job as before.
-    Resources are not rerun triggers."""
-    world_size = config["train"]["distributed"]["world_size"]
-    if world_size == 1:
+    starts the workers with srun (pipeline.train.distributed). `ddp_workers` / `ddp_backend` carry the setting to
+    the script: resources, unlike params, are not rerun triggers, and the world size must not retrain a run.
+    Nothing at 1: a single-process job as before."""
+    distributed = config["train"]["distributed"]
+    if distributed["world_size"] == 1:
         return {}
-    return {"tasks": world_size, "tasks_per_gpu": 1, "mpi": "srun"}
+    return {
+        "tasks": distributed["world_size"],
+        "tasks_per_gpu": 1,
+        "mpi": "srun",
+        "ddp_workers": distributed["world_size"],
+        "ddp_backend": distributed["backend"],
+    }

@@ -33,10 +33,11 @@ with open(out.settings, "w") as f:
     # the run's params (what determines the weights), then the machine it ran on
     record = {**snakemake.params.settings, "device": settings.device, "threads": settings.threads}
     yaml.safe_dump({**record, "git_sha": git_sha()}, f, sort_keys=False)
-workers = snakemake.config["train"]["distributed"] if snakemake.rule == "train_regressor" else {"world_size": 1}
-if workers["world_size"] > 1:  # DDP workers (torchrun, or srun under SLURM); rank 0 writes what train() writes
-    summary = launch_workers(settings, paths, out_dir, world_size=workers["world_size"], backend=workers["backend"],
-                             log_path=snakemake.log[0])
+# train.distributed reaches the job as resources (get_train_worker_resources), which are not rerun triggers
+world_size = int(snakemake.resources.get("ddp_workers", 1))
+if world_size > 1:  # DDP workers (torchrun, or srun under SLURM); rank 0 writes what train() writes
+    summary = launch_workers(settings, paths, out_dir, world_size=world_size,
+                             backend=snakemake.resources.get("ddp_backend", "auto"), log_path=snakemake.log[0])
 else:
     summary = train(settings, paths, out_dir)
 log.info("summary: %s", summary)

@@ -8,7 +8,7 @@ device also at paper settings (ResNet-50, 224² crops and renders, batch 64).
 Targets (issue #8): step(SD+DSR) / step(SD) ≤ 1.3 on CPU at demo settings, ≤ 1.15 on GPU at paper settings;
 the loader must deliver more samples/s than the step consumes.
 
-Run: .venv/bin/python benchmarks/bench_train.py [--steps 10]
+Run: .venv/bin/python benchmarks/bench_train.py [--steps 10] [--precision bf16]
 
 ``--workers 2`` instead times whole training runs (:func:`pipeline.train.loop.train`, data loading included) with
 one process and with 2 DDP workers (gloo, CPU; pipeline.train.distributed) at the demo's model and batch
@@ -28,16 +28,22 @@ import dataclasses
 import time
 from pathlib import Path
 
-import torch._dynamo  # noqa: F401  (before any EGL context)
 import numpy as np
 import torch
+import torch._dynamo  # (imported before any EGL context)
 import yaml
 
 from pipeline.body.model import BodyModel
 from pipeline.config import validate_config
 from pipeline.losses.composite import LossWeights, total_loss
 from pipeline.train.data import MixedDataset, SampleSource
-from pipeline.train.loop import PriorTextures, build_model, dsr_terms, predict_body, standard_terms
+from pipeline.train.loop import (
+    PriorTextures,
+    build_model,
+    dsr_terms,
+    predict_body,
+    standard_terms,
+)
 from pipeline.train.settings import TrainPaths, TrainSettings, settings_from_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +89,7 @@ def _step_time(settings: TrainSettings, paths: TrainPaths, batches: list[dict[st
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        out, posed, cam_t = predict_body(model, body, batch["img"])
+        out, posed, cam_t = predict_body(model, body, batch["img"], settings.precision)
         terms = standard_terms(out, posed, cam_t, batch)
         if prior is not None:
             terms.update(dsr_terms(settings, prior, posed.vertices, body.faces, cam_t, batch)[0])
@@ -103,7 +109,7 @@ def compare(label: str, device: str, steps: int, root: Path = ROOT, **overrides:
     batches, loader_rate = _batches(dsr, steps)
     t_sd = _step_time(sd, paths, batches)
     t_dsr = _step_time(dsr, paths, batches)
-    print(f"[{label}] batch {dsr.batch_size}, {dsr.backbone}, crop {dsr.image_size}², render {dsr.render_size}²: "
+    print(f"[{label}] {dsr.precision}, batch {dsr.batch_size}, {dsr.backbone}, crop {dsr.image_size}², render {dsr.render_size}²: "
           f"step SD {t_sd * 1000:.0f} ms, SD+DSR {t_dsr * 1000:.0f} ms, ratio {t_dsr / t_sd:.2f}; "
           f"step consumes {dsr.batch_size / t_dsr:.1f} samples/s, loader (1 process) delivers {loader_rate:.1f} "
           f"samples/s (ratio {loader_rate / (dsr.batch_size / t_dsr):.2f})")
@@ -142,15 +148,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="compare 1 process with this many DDP workers")
     parser.add_argument("--root", type=Path, default=ROOT,
                         help="project folder whose config, resources/ and results/ to use (default: this one)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="the regressor's forward pass (train.precision); bf16 = bfloat16 autocast")
     args = parser.parse_args()
     if args.workers > 1:
         compare_workers(args.workers, args.steps)
         return
     torch.set_num_threads(1)
-    compare("cpu, demo settings, 1 thread", "cpu", args.steps, args.root)
+    compare("cpu, demo settings, 1 thread", "cpu", args.steps, args.root, precision=args.precision)
     if torch.cuda.is_available():
         compare("cuda, paper settings", "cuda", args.steps, args.root, backbone="resnet50", image_size=224,
-                render_size=224, batch_size=64)
+                render_size=224, batch_size=64, precision=args.precision)
     else:
         print("no CUDA device: paper-setting GPU figures not measured")
 

@@ -12,7 +12,8 @@
 #                      body (13.8K faces), 5 channels (benchmarks/bench_render.py)
 #   3. tiny world      the tiny test project's body model, masks and prior (tests/config_tiny.yaml), for step 4
 #   4. SD vs SD+DSR    training-step time at paper settings (ResNet-50, 224² crops and renders, batch 64) on the
-#                      tiny world's samples; target ratio ≤ 1.15 (benchmarks/bench_train.py)
+#                      tiny world's samples; target ratio ≤ 1.15 (benchmarks/bench_train.py); then the same
+#                      with the regressor under bf16 autocast (train.precision: bf16)
 #   5. graphonomy      parser throughput at 512², image + flip in one batch (benchmarks/bench_graphonomy.py)
 #   6. ddp 2 gpus      2 NCCL workers vs 1 (the test of step 1 on its own), only with ≥ 2 GPUs
 # Logs: $GPU_CHECK_DIR (default a new temporary folder), one file per step.
@@ -89,6 +90,7 @@ sys.exit(subprocess.run(cmd).returncode)
 EOF
 
 step "sd vs sd+dsr" 150 "ratio" "$PY" benchmarks/bench_train.py --root "$WORLD" --steps 10
+step "bf16 sd/sd+dsr" 150 "ratio" "$PY" benchmarks/bench_train.py --root "$WORLD" --steps 10 --precision bf16
 
 step "graphonomy" 90 "flip|scale" "$PY" benchmarks/bench_graphonomy.py --sizes 512 --device cuda
 

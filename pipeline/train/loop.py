@@ -195,9 +195,22 @@ class PriorTextures:
 
 
 # ------------------------------------------------------------------------------------------------ losses
-def predict_body(model: HMR, body: BodyModel, images: torch.Tensor) -> tuple[HMROutput, Any, torch.Tensor]:
-    """Regressor + body model: output, posed body and the camera translation."""
-    out = model(images)
+def predict_body(model: HMR, body: BodyModel, images: torch.Tensor, precision: str = "fp32"
+                 ) -> tuple[HMROutput, Any, torch.Tensor]:
+    """Regressor + body model: output, posed body and the camera translation.
+
+    ``precision="bf16"`` runs the regressor under bfloat16 autocast (convolutions and linear layers in bf16, the
+    rest as autocast decides) and returns its output in float32: the body model, the renderer and the losses
+    always run in float32.
+    """
+    if precision == "bf16":
+        with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16):
+            raw = model(images)
+        out = HMROutput(*(t.float() for t in raw))
+    elif precision == "fp32":
+        out = model(images)
+    else:
+        raise ValueError(f"unknown precision {precision!r}; allowed: fp32, bf16")
     posed = body(betas=out.pred_betas, body_pose=out.pred_rotmat[:, 1:], global_orient=out.pred_rotmat[:, :1],
                  pose2rot=False)
     return out, posed, weak_perspective_to_translation(out.pred_cam)
@@ -530,7 +543,7 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
     step = start
     for raw in loader:
         batch = to_tensors(raw, device)
-        out, posed, cam_t = predict_body(net, body, batch["img"])  # type: ignore[arg-type]
+        out, posed, cam_t = predict_body(net, body, batch["img"], settings.precision)  # type: ignore[arg-type]
         terms = standard_terms(out, posed, cam_t, batch, openpose_weight=settings.openpose_train_weight,
                                gt_weight=settings.gt_train_weight)
         dsr_counts: dict[str, int] = {}

@@ -88,6 +88,8 @@ class TrainSettings:
         warmup_steps: linear learning-rate warm-up from 0; lr_final_factor: cosine decay from ``lr`` to
             ``lr · lr_final_factor`` over the remaining steps (1 = constant, SPIN); see :meth:`lr_at`.
         grad_clip_norm: clip the global gradient norm to this (0 = off, SPIN); the norm is logged either way.
+        precision: ``fp32`` or ``bf16`` (the regressor's training forward pass under bfloat16 autocast; body model,
+            renderer, losses and validation in float32; :func:`pipeline.train.loop.predict_body`).
         openpose_train_weight, gt_train_weight: SPIN's multipliers of the 2D keypoint confidences of the 25
             OpenPose and the 24 ground-truth joints (0 and 1); the 2D term averages over all 49.
         backbone: ``resnet50`` (paper) or ``resnet18``; n_iter: regressor iterations; num_betas.
@@ -120,6 +122,7 @@ class TrainSettings:
     warmup_steps: int = 0
     lr_final_factor: float = 1.0
     grad_clip_norm: float = 0.0
+    precision: str = "fp32"
     openpose_train_weight: float = 0.0
     gt_train_weight: float = 1.0
     backbone: str = "resnet50"
@@ -199,6 +202,8 @@ class TrainSettings:
         # settings at their "off" value are left out, so adding them changed no existing run's params
         if not d.get("official", True):
             d.pop("official")
+        if d.get("precision") == "fp32":
+            d.pop("precision")
         if "renderer" in d:
             renderer = {k: v for k, v in d["renderer"].items() if not (k == "sigma_px" and v is None)}
             if renderer.get("sigma_px") is not None:
@@ -289,7 +294,7 @@ def settings_from_config(train_cfg: Mapping[str, Any], train_datasets: Mapping[s
         batch_size=int(train_cfg["batch_size"]), datasets=tuple(datasets), ratios=tuple(mix.values()),
         lr=float(train_cfg["lr"]), weight_decay=float(train_cfg["weight_decay"]),
         warmup_steps=int(train_cfg["warmup_steps"]), lr_final_factor=float(train_cfg["lr_final_factor"]),
-        grad_clip_norm=float(train_cfg["grad_clip_norm"]),
+        grad_clip_norm=float(train_cfg["grad_clip_norm"]), precision=str(train_cfg.get("precision", "fp32")),
         openpose_train_weight=float(train_cfg["openpose_train_weight"]),
         gt_train_weight=float(train_cfg["gt_train_weight"]), backbone=train_cfg["backbone"],
         n_iter=int(train_cfg["n_iter"]), image_size=int(train_cfg["image_size"]),

@@ -19,6 +19,9 @@ SKIP=77
 TARGETS=(results/body/body_model_check.json results/prior/semantic_prior.npz)
 FIRST_RUN_RULES="accumulate_prior build_body_model check_body_model make_scans parse_scan_views render_scan_views"
 RERUN_RULES="accumulate_prior"
+# The 2-task training job (tests/slurm/train.yaml) and what it needs beyond the body model.
+TRAIN_TARGET=results/train/sd/metrics.csv
+TRAIN_RULES="make_images_train_coco_eft train_regressor"
 # Seconds before a stuck snakemake gets SIGINT (SIGTERM does not stop it), then SIGKILL 30 s later. `make test`
 # runs this beside pytest on the same cores: the first SLURM run took 366 s there on a busy 2-core machine.
 RUN_LIMIT=${RUN_LIMIT:-600}
@@ -104,7 +107,7 @@ teardown() {
 				tail -n 25 "$f"
 			}
 		done
-		for f in "$STATE"/work_slurm/.snakemake/slurm_logs/*/*/*.log; do
+		for f in "$STATE"/work_slurm/.snakemake/slurm_logs/*/*/*.log "$STATE"/work_slurm/logs/train/sd.log*; do
 			[ -f "$f" ] && {
 				echo "--- tail $f"
 				tail -n 25 "$f"
@@ -215,6 +218,24 @@ run_slurm() {
 		--profile "$ROOT/profiles/slurm" --jobs 4 --latency-wait 5 --slurm-init-seconds-before-status-checks 2 \
 		--seconds-between-status-checks 2 "$@"
 }
+# run_slurm with its output in $STATE/<log>; on failure the log's tail, then exit.
+slurm_logged() { # log name, snakemake args...
+	local log=$1
+	shift
+	run_slurm "$@" >"$STATE/$log" 2>&1 || {
+		tail -n 60 "$STATE/$log"
+		exit 1
+	}
+}
+# The rules a run's log shows executed equal the expected ones (sorted, space-separated), else exit.
+expect_rules() { # log name, expected rules, what ran
+	local ran
+	ran=$(rules_run "$STATE/$1")
+	[ "$ran" = "$2" ] || {
+		echo "$3 executed rules [$ran], expected [$2]"
+		exit 1
+	}
+}
 # Rules whose jobs a log reports as finished ("rule X:" / "localrule X:" headers of executed jobs).
 rules_run() { grep -oE '^\s*(local)?(rule|checkpoint) [a-z_0-9]+:' "$1" | sed -E 's/^\s*(local)?(rule|checkpoint) //; s/:$//' |
 	grep -vx all | sort -u | xargs; }
@@ -242,16 +263,9 @@ say "SLURM run through --profile profiles/slurm, local reference run beside it"
 local_run local.log &
 local_pid=$!
 t_slurm=$(date +%s)
-run_slurm "${TARGETS[@]}" >"$STATE/slurm.log" 2>&1 || {
-	tail -n 60 "$STATE/slurm.log"
-	exit 1
-}
+slurm_logged slurm.log "${TARGETS[@]}"
 t_slurm=$(($(date +%s) - t_slurm))
-ran=$(rules_run "$STATE/slurm.log")
-[ "$ran" = "$FIRST_RUN_RULES" ] || {
-	echo "SLURM run executed rules [$ran], expected [$FIRST_RUN_RULES]"
-	exit 1
-}
+expect_rules slurm.log "$FIRST_RUN_RULES" "the SLURM run"
 n_sbatch=$(grep -c 'has been submitted with SLURM jobid' "$STATE/slurm.log" || true)
 n_jobs=$(grep -cE '^\s*(local)?rule [a-z_0-9]+:' "$STATE/slurm.log" || true)
 # Every job really went through slurmctld (squeue keeps finished jobs for MinJobAge).
@@ -279,16 +293,9 @@ grep -q '^  background_prob: 0.05$' "$SLURM/config/config.yaml"
 local_run local_rerun.log &
 local_pid=$!
 t_rerun=$(date +%s)
-run_slurm "${TARGETS[@]}" >"$STATE/slurm_rerun.log" 2>&1 || {
-	tail -n 60 "$STATE/slurm_rerun.log"
-	exit 1
-}
+slurm_logged slurm_rerun.log "${TARGETS[@]}"
 t_rerun=$(($(date +%s) - t_rerun))
-ran=$(rules_run "$STATE/slurm_rerun.log")
-[ "$ran" = "$RERUN_RULES" ] || {
-	echo "after the threshold change SLURM reran [$ran], expected [$RERUN_RULES]"
-	exit 1
-}
+expect_rules slurm_rerun.log "$RERUN_RULES" "after the threshold change SLURM"
 wait_local "$local_pid" local_rerun.log
 "$BIN/python" "$HERE/compare.py" "$LOCAL" "$SLURM" "${TARGETS[@]}"
 "$BIN/python" - "$SLURM/results/prior/semantic_prior.npz" <<'EOF'
@@ -302,6 +309,57 @@ work=$(awk 'NR == 2 {printf "%.0f", $1}' "$SLURM/benchmarks/prior/accumulate_pri
 say "rerun: 1 job in ${t_rerun} s, of which ${work} s compute: per-job overhead $((t_rerun - work)) s" \
 	"(sbatch, 2 snakemake starts, status polling)"
 
+say "2-task training job (train.distributed.world_size 2, gloo) through SLURM, 1-process reference run beside it"
+# tests/slurm/train.yaml: an SD run from the mean parameters on 4 generated images, 4 steps of batch 4. The CPU
+# test node has no GPU: the profile's gpu 1 / 8 CPUs / 32 GB for train_regressor are set down here. In the
+# private network namespace the host name does not resolve to an address there, so the workers meet on loopback.
+local_train() {
+	snakemake_in "$LOCAL" --cores 2 --configfile "$HERE/train.yaml" -- "$TRAIN_TARGET" >"$STATE/local_train.log" 2>&1
+}
+local_train &
+local_pid=$!
+t_train=$(date +%s)
+MASTER_ADDR=127.0.0.1 GLOO_SOCKET_IFNAME=lo slurm_logged slurm_train.log --configfile "$HERE/train.yaml" \
+	--config "train={distributed: {world_size: 2}}" \
+	--set-resources train_regressor:gpu=0 train_regressor:cpus_per_task=1 train_regressor:mem_mb=4000 \
+	-- "$TRAIN_TARGET"
+t_train=$(($(date +%s) - t_train))
+expect_rules slurm_train.log "$TRAIN_RULES" "the training run through SLURM"
+grep -q "resources:.*tasks=2.*mpi=srun" "$STATE/slurm_train.log" || {
+	echo "train_regressor was not submitted with tasks=2 and mpi=srun"
+	exit 1
+}
+for r in 0 1; do
+	[ -s "$SLURM/logs/train/sd.log.rank$r" ] || {
+		echo "no log of worker rank $r ($SLURM/logs/train/sd.log.rank$r): the job did not start 2 workers"
+		exit 1
+	}
+done
+grep -q "starting 2 workers: srun --ntasks=2" "$SLURM/logs/train/sd.log" || {
+	echo "the job did not start its workers with srun (logs/train/sd.log)"
+	exit 1
+}
+wait "$local_pid" || {
+	tail -n 40 "$STATE/local_train.log"
+	echo "local 1-process training run failed"
+	exit 1
+}
+"$BIN/python" - "$LOCAL/$TRAIN_TARGET" "$SLURM/$TRAIN_TARGET" <<'EOF'
+# The 2-worker run's logged losses equal the 1-process run's within tests/test_ddp.py's tolerance (1e-3).
+import csv, sys
+rows = [[r for r in csv.DictReader(open(p)) if r["phase"] == "train"] for p in sys.argv[1:]]
+assert len(rows[0]) == len(rows[1]) == 4, [len(r) for r in rows]
+terms = ["total", "keypoint_2d", "keypoint_3d", "smpl_pose", "smpl_betas"]
+worst = 0.0
+for one, two in zip(*rows):
+    for t in terms:
+        a, b = float(one[t]), float(two[t])
+        worst = max(worst, abs(a - b) / max(abs(a), 1e-12))
+assert worst <= 1e-3, f"2-worker losses differ from the 1-process run's by {worst:.2e} relative (> 1e-3)"
+print(f"  metrics.csv: 4 steps, losses of 2 workers vs 1 process within {worst:.1e} relative")
+EOF
+say "training: 2 tasks through SLURM in ${t_train} s"
+
 say "report"
 snakemake_in "$SLURM" --report "$STATE/report.html" "${TARGETS[@]}" >"$STATE/report.log" 2>&1 || {
 	tail -n 40 "$STATE/report.log"
@@ -312,4 +370,5 @@ snakemake_in "$SLURM" --report "$STATE/report.html" "${TARGETS[@]}" >"$STATE/rep
 	exit 1
 }
 
-say "PASSED: $n_jobs jobs through SLURM ($n_sbatch sbatch), rerun 1 job in ${t_rerun} s; total $(($(date +%s) - T0)) s"
+say "PASSED: $n_jobs jobs through SLURM ($n_sbatch sbatch), rerun 1 job in ${t_rerun} s, 2-task training in" \
+	"${t_train} s; total $(($(date +%s) - T0)) s"

@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.model.hmr import HMR
 from pipeline.parsing.graphonomy import GraphonomyUniversal
-from pipeline.parsing.infer import DEFAULT_SCALES, MAX_MULTISCALE_SIDE
+from pipeline.parsing.infer import select_scales
 
 # Training images of the paper's mix: (annotated people or frames, image width, height). Sizes are the
 # datasets' own: COCO 640×480 (typical), H3.6M 1000×1000, MPI-INF-3DHP 2048×2048, 3DPW 1920×1080.
@@ -69,78 +69,37 @@ def hmr_step_flops(batch: int = 64, size: int = 224) -> float:
     return count_flops(step)
 
 
-def parse_cost_factor(width: int, height: int, scales=DEFAULT_SCALES) -> float:
-    """Pixels the parser processes for one image (all its scales), in units of one 512² image (+ mirror)."""
-    if max(width, height) > MAX_MULTISCALE_SIDE:
-        scales = (1.0,)
-    return sum(s * s for s in scales) * width * height / REFERENCE_SIDE**2
+def parse_cost_factor(width: int, height: int) -> float:
+    """Pixels the parser processes for one image (all its scales, :func:`select_scales`), in units of one 512²
+    image (+ mirror)."""
+    return sum(s * s for s in select_scales(height, width)) * width * height / REFERENCE_SIDE**2
+
+
+#: Command-line options: flag, type, default, help.
+OPTIONS: tuple[tuple[str, type, float | int | None, str], ...] = (
+    ("--scans", int, 2500, "AGORA-size scan set"),
+    ("--views", int, 10, "views per scan"),
+    ("--scans-per-group", int, 20, "profiles/slurm group-components"),
+    ("--num-shards", int, 64, "masks.num_shards"),
+    ("--steps", int, 100_000, "training steps per run"),
+    ("--sd-runs", int, 6, "SD runs: Table 1's C-EFT and Table 2's SD, 3 seeds each"),
+    ("--dsr-runs", int, 24, "DSR runs: Table 1's 7 DSR rows + Table 2's, 3 seeds"),
+    ("--test-splits", int, 4, "3dpw, h36m p1/p2, mpi_inf_3dhp"),
+    ("--dsr-step-ratio", float, 1.15, "step(SD+DSR)/step(SD) (issue #20 target)"),
+    ("--cpu-parse-s", float, 19.4, "s per 512² image+mirror, 2 CPU threads (reference study)"),
+    ("--cpu-render-s", float, 6.9, "s per scan (10 views, 512², 1 thread; make study, 2026-12)"),
+    ("--gpu-tflops", float, 30.0, "ASSUMED sustained TFLOP/s of one GPU"),
+    ("--gpu-parse-s", float, None, "measured s per 512² image+mirror on GPU"),
+    ("--gpu-step-s", float, None, "measured s per SD step (paper settings)"),
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scans", type=int, default=2500)
-    parser.add_argument("--views", type=int, default=10)
-    parser.add_argument(
-        "--scans-per-group",
-        type=int,
-        default=20,
-        help="profiles/slurm group-components",
-    )
-    parser.add_argument("--num-shards", type=int, default=64, help="masks.num_shards")
-    parser.add_argument("--steps", type=int, default=100_000)
-    parser.add_argument(
-        "--sd-runs",
-        type=int,
-        default=6,
-        help="SD runs: Table 1's C-EFT and Table 2's SD, 3 seeds each",
-    )
-    parser.add_argument(
-        "--dsr-runs",
-        type=int,
-        default=24,
-        help="DSR runs: Table 1's 7 DSR rows + Table 2's, 3 seeds",
-    )
-    parser.add_argument(
-        "--test-splits", type=int, default=4, help="3dpw, h36m p1/p2, mpi_inf_3dhp"
-    )
-    parser.add_argument(
-        "--dsr-step-ratio",
-        type=float,
-        default=1.15,
-        help="step(SD+DSR)/step(SD) (issue #20 target)",
-    )
-    parser.add_argument(
-        "--cpu-parse-s",
-        type=float,
-        default=19.4,
-        help="s per 512² image+mirror, 2 CPU threads (reference study)",
-    )
-    parser.add_argument(
-        "--cpu-render-s",
-        type=float,
-        default=6.9,
-        help="s per scan (10 views, 512², 1 thread; make study, 2026-12)",
-    )
-    parser.add_argument(
-        "--gpu-tflops",
-        type=float,
-        default=30.0,
-        help="ASSUMED sustained TFLOP/s of one GPU",
-    )
-    parser.add_argument(
-        "--gpu-parse-s",
-        type=float,
-        default=None,
-        help="measured s per 512² image+mirror on GPU",
-    )
-    parser.add_argument(
-        "--gpu-step-s",
-        type=float,
-        default=None,
-        help="measured s per SD step (paper settings)",
-    )
+    for flag, kind, default, text in OPTIONS:
+        parser.add_argument(flag, type=kind, default=default, help=text)
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -186,28 +145,16 @@ def main() -> None:
             0.0,
         )
     )
-    rows.append(
-        (
-            "parse_scan_views (4 scales + flip)",
-            f"{views:,} views",
-            groups,
-            view_units * pair / 1e15,
-            view_units * args.cpu_parse_s * 2 / 3600,
-            view_units * gpu_parse_s / 3600,
-        )
-    )
+
+    def parse_row(stage: str, items: str, jobs: int, units: float) -> tuple:
+        """A parsing stage of ``units`` 512² image pairs: PFLOP, CPU core-hours (2 threads), GPU hours."""
+        return (stage, items, jobs, units * pair / 1e15, units * args.cpu_parse_s * 2 / 3600,
+                units * gpu_parse_s / 3600)
+
+    rows.append(parse_row("parse_scan_views (4 scales + flip)", f"{views:,} views", groups, view_units))
     for name, (count, width, height) in DATASETS.items():
-        units = count * parse_cost_factor(width, height)
-        rows.append(
-            (
-                f"parse_images {name} ({width}×{height})",
-                f"{count:,} images",
-                args.num_shards,
-                units * pair / 1e15,
-                units * args.cpu_parse_s * 2 / 3600,
-                units * gpu_parse_s / 3600,
-            )
-        )
+        rows.append(parse_row(f"parse_images {name} ({width}×{height})", f"{count:,} images", args.num_shards,
+                              count * parse_cost_factor(width, height)))
     runs = args.sd_runs + args.dsr_runs
     sd_steps = args.steps * (
         args.sd_runs + args.dsr_step_ratio * args.dsr_runs

@@ -339,11 +339,7 @@ grep -q "starting 2 workers: srun --ntasks=2" "$SLURM/logs/train/sd.log" || {
 	echo "the job did not start its workers with srun (logs/train/sd.log)"
 	exit 1
 }
-wait "$local_pid" || {
-	tail -n 40 "$STATE/local_train.log"
-	echo "local 1-process training run failed"
-	exit 1
-}
+wait_local "$local_pid" local_train.log
 "$BIN/python" - "$LOCAL/$TRAIN_TARGET" "$SLURM/$TRAIN_TARGET" <<'EOF'
 # The 2-worker run's logged losses equal the 1-process run's within tests/test_ddp.py's tolerance (1e-3).
 import csv, sys

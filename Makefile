@@ -21,10 +21,12 @@ system-deps:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libegl1 libgl1 libgbm1 libegl-mesa0 >/dev/null; \
 	fi
 
+# --no-cache-dir: a fresh machine gains nothing from pip's wheel cache, which would hold a second copy of the
+# ~3 GB torch/CUDA wheels (a CI run once stopped on a full disk).
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-cache-dir --upgrade pip
+	$(BIN)/python -m pip install -q --no-cache-dir -e ".[dev]"
 	$(BIN)/python -c "from pytorch3d import _C; import smplx, anny, pyrender; print('environment ok')"
 	@touch $(STAMP)
 

@@ -255,17 +255,32 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The modules with a test that needs the tiny project run after the others, so that the unit tests run while it
-    builds (and a module that one worker runs whole does not wait for it early); in each part the modules of
-    :data:`ONE_WORKER_MODULES` (the longest units of work) go first; collection order otherwise."""
-    waiting = {item.path for item in items if "tiny_project" in item.fixturenames}
-    items.sort(key=lambda item: (item.path in waiting, item.path.name not in ONE_WORKER_MODULES))
+    """The tests that need the tiny project run after the others, so that the others run while it builds: each such
+    test, and every test of a module of :data:`ONE_WORKER_MODULES` with one (one worker runs that module whole, so
+    it must not wait for the project early). In each part those modules (the longest units of work) go first, then
+    the tests marked ``slow`` (a long test handed out last would leave the other worker idle at the end);
+    collection order otherwise."""
+    waiting = {item.path for item in items if "tiny_project" in item.fixturenames
+               and item.path.name in ONE_WORKER_MODULES}
+
+    def waits(item: pytest.Item) -> bool:
+        return item.path in waiting or "tiny_project" in item.fixturenames
+
+    items.sort(key=lambda item: (waits(item), item.path.name not in ONE_WORKER_MODULES,
+                                 item.get_closest_marker("slow") is None))
+
+
+#: Niceness the test processes take once the tiny project's DAG runs: the DAG is the run's critical path (most DAG
+#: tests wait for it), so it gets the cores first and the unit tests fill what it leaves idle.
+TEST_NICENESS = 10
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the tiny project's DAG in the background as soon as a collected test needs it."""
+    """Start the tiny project's DAG in the background as soon as a collected test needs it, then lower this
+    process's priority (:data:`TEST_NICENESS`; the DAG, started before, keeps the priority it had)."""
     if not session.config.option.collectonly and any("tiny_project" in item.fixturenames for item in session.items):
         start_tiny_project(shared_root(session.config._tmp_path_factory))  # type: ignore[attr-defined]
+        os.nice(max(0, TEST_NICENESS - os.nice(0)))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import yaml
@@ -95,11 +96,13 @@ def test_dsr_settings_retrain_only_the_dsr_run(tiny_run: Path, edit: dict, poten
     assert not any("run=sd" in w for _, w in jobs), out
 
 
+@pytest.mark.slow
 def test_tiny_dag_with_graphonomy_parser_and_random_checkpoint(tiny_project: Path, tmp_path: Path) -> None:
-    """Both parse stages switched to the graphonomy backend (random weights, one scale) complete. On a copy of the
-    tiny project of its own: every stage from parsing on reruns, and the masks and prior it leaves would not be
-    the tiny world's any more. Takes ≈ 1.5 min on 2 cores, because that is the whole DAG from parsing on
-    (Graphonomy's network on the CPU, prior, masks, both training runs, evaluation and report: ~50 jobs)."""
+    """Both parse stages switched to the graphonomy backend (random weights, one scale) complete, and so do the
+    stages that read their parses: the semantic prior and every training split's mask store. On a copy of the
+    tiny project of its own (the masks and prior it leaves would not be the tiny world's any more). Takes
+    ≈ 40 s on 2 cores: Graphonomy's network on the CPU over every scan view and training image, ~15 jobs.
+    Training and evaluation downstream of Graphonomy's parses run in tests/test_real_world.py."""
     from pipeline.parsing.graphonomy import write_random_checkpoint
 
     work = tmp_path / "project"
@@ -111,8 +114,15 @@ def test_tiny_dag_with_graphonomy_parser_and_random_checkpoint(tiny_project: Pat
     parser = "  parser: {backend: graphonomy, scales: [1.0], flip: true}\n"
     config.write_text(original.replace("world: open\n", f"world: open\nassets:\n  graphonomy_checkpoint: {ckpt}\n")
                       + parser + f"masks:\n{parser}")
-    res = _snakemake(work, "all")
+    stores = sorted(p.relative_to(work).as_posix() for p in (work / "results/masks").glob("*.h5"))
+    assert len(stores) == 4, stores  # the tiny world's four training splits
+    before = {s: (work / s).stat().st_mtime_ns for s in stores}
+    res = _snakemake(work, "results/prior/semantic_prior.npz", *stores)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    assert all((work / s).stat().st_mtime_ns != before[s] for s in stores), "a mask store was not rebuilt"
+    for store in stores:
+        with h5py.File(work / store, "r") as h5:
+            assert h5.attrs["parser"] == "graphonomy", store
     log = (work / "logs/prior/parse_scan_views/scan_0000.log").read_text()
     assert "scan_0000" in log
     with np.load(work / "results/prior/semantic_prior.npz") as prior:

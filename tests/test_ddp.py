@@ -260,6 +260,7 @@ def test_two_workers_train_as_one(world: tuple[TrainSettings, TrainPaths, Path],
     assert len(list((two_workers / "tensorboard").glob("events.*"))) == 1
 
 
+@pytest.mark.slow
 def test_stopped_two_worker_run_resumes_to_the_same_weights(world: tuple[TrainSettings, TrainPaths, Path],
                                                             two_workers: Path) -> None:
     settings, paths, root = world

@@ -166,6 +166,7 @@ def test_changing_the_figure_count_reruns_only_the_figures(evaluated: Path) -> N
     assert jobs == {"plot_qualitative": len(_eval_runs(evaluated)), "build_report": 1}, jobs
 
 
+@pytest.mark.slow
 def test_pretrained_checkpoint_is_evaluated_as_its_own_row(evaluated: Path, tmp_path: Path) -> None:
     """The sd checkpoint given as assets.pretrained_checkpoint scores exactly like run sd did, and mean-params
     then takes its buffers. (The same key also initialises training, so the trained runs would retrain from it.)

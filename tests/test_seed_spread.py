@@ -207,6 +207,7 @@ def test_report_with_one_run_per_variant(tmp_path: Path) -> None:
     assert seed_section([only]) is None
 
 
+@pytest.mark.slow
 def test_seeded_train_runs_flow_through_the_dag(tmp_path: Path) -> None:
     """``--config 'train={runs: [...]}'`` merges into ``train``: seeded runs are trained and scored, the eval rule
     writes the ``_by_variant`` siblings; one repetition listed twice (``sd`` and ``sd-s0``) fails at DAG build."""

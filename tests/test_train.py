@@ -386,6 +386,7 @@ def test_keypoint_2d_term_averages_over_spins_49_keypoints(tiny_project: Path) -
                                atol=1e-9)
 
 
+@pytest.mark.slow
 def test_a_fixed_batch_is_learned(tiny_project: Path) -> None:
     """The guard of issue #15: the pipeline can still learn. Every tiny-world training sample with SMPL and 3D
     joints, un-augmented, trained 150 steps from scratch (one core, ≈ 15 s): the training-set PA-MPJPE must fall

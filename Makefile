@@ -49,12 +49,14 @@ study: install
 # well. Its output follows pytest's. The exit status is pytest's when pytest fails, else the SLURM test's
 # (a skip counts as a pass here). tests/conftest.py builds the session fixtures once for all workers, starts
 # the tiny DAG while the unit tests run, and keeps the modules that share an expensive fixture on one worker.
+# Priorities (niceness): the tiny DAG 0 (the run's critical path: most DAG tests wait for it), the SLURM test 5,
+# the pytest workers 10 once the tiny DAG has started (tests/conftest.py).
 # snakefmt finds shfmt on PATH, hence the venv's bin/ first.
 # --durations=10: the slowest ten tests, the figures issue #21 tracks.
 TEST_WORKERS ?= $(N)
 test: install
 	@slurm_log=$$(mktemp); \
-	$(SLURM_TEST) >"$$slurm_log" 2>&1 & slurm_pid=$$!; trap 'kill -INT $$slurm_pid 2>/dev/null' INT TERM; \
+	nice -n 5 $(SLURM_TEST) >"$$slurm_log" 2>&1 & slurm_pid=$$!; trap 'kill -INT $$slurm_pid 2>/dev/null' INT TERM; \
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=10 tests; \
 	pytest_rc=$$?; rc=0; wait $$slurm_pid || rc=$$?; \
 	echo "== the real-SLURM test (tests/slurm/run.sh, run beside pytest):"; cat "$$slurm_log"; rm -f "$$slurm_log"; \

@@ -56,7 +56,7 @@ study: install
 TEST_WORKERS ?= $(N)
 test: install
 	@slurm_log=$$(mktemp); \
-	$(SLURM_TEST_NICE) >"$$slurm_log" 2>&1 & slurm_pid=$$!; trap 'kill -INT $$slurm_pid 2>/dev/null' INT TERM; \
+	BIN="$(CURDIR)/$(BIN)" nice -n 5 $(SLURM_RUN) >"$$slurm_log" 2>&1 & slurm_pid=$$!; trap 'kill -INT $$slurm_pid 2>/dev/null' INT TERM; \
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=10 tests; \
 	pytest_rc=$$?; rc=0; wait $$slurm_pid || rc=$$?; \
 	echo "== the real-SLURM test (tests/slurm/run.sh, run beside pytest):"; cat "$$slurm_log"; rm -f "$$slurm_log"; \
@@ -67,8 +67,8 @@ test: install
 # small DAG through profiles/slurm and compares it with a local run; see tests/slurm/run.sh. Here a skip
 # (exit 77: not root, no apt, ...) is a failure: you asked for this test. The limit allows for `make test`
 # running it beside pytest.
-SLURM_TEST = BIN="$(CURDIR)/$(BIN)" timeout -s INT -k 30 1200 tests/slurm/run.sh
-SLURM_TEST_NICE = BIN="$(CURDIR)/$(BIN)" nice -n 5 timeout -s INT -k 30 1200 tests/slurm/run.sh
+SLURM_RUN = timeout -s INT -k 30 1200 tests/slurm/run.sh
+SLURM_TEST = BIN="$(CURDIR)/$(BIN)" $(SLURM_RUN)
 test-slurm: install
 	$(SLURM_TEST)
 

@@ -154,7 +154,10 @@ def _tiny_paths(root: Path) -> dict[str, Path]:
 def start_tiny_project(root: Path) -> None:
     """Start the tiny project's DAG in the background in ``root``/tiny_project unless a worker already did. A shell
     around Snakemake writes its exit status to tiny_project.rc, so any worker can wait for it
-    (:func:`wait_for_tiny_project`); its own session lets the starter stop all of it (:func:`stop_tiny_project`)."""
+    (:func:`wait_for_tiny_project`); its own process group lets the starter stop all of it
+    (:func:`stop_tiny_project`). Not a session of its own: Linux gives each session (autogroup) an equal share of
+    the CPU whatever the niceness, and the DAG must get the cores before the test processes
+    (:data:`TEST_NICENESS`)."""
     paths = _tiny_paths(root)
     with FileLock(str(paths["lock"])):
         if paths["started"].exists():
@@ -165,7 +168,7 @@ def start_tiny_project(root: Path) -> None:
         with paths["log"].open("w") as log:
             proc = subprocess.Popen(["bash", "-c", f'"$@"; {record}', str(paths["rc"]), *snakemake_command(work, "all")],
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, env={**os.environ, "PYOPENGL_PLATFORM": "egl"})
+                                    process_group=0, env={**os.environ, "PYOPENGL_PLATFORM": "egl"})
         _TINY_BUILD.append(proc)
         paths["started"].write_text(json.dumps({"pid": proc.pid, "time": time.time()}))
 

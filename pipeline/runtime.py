@@ -50,6 +50,30 @@ def resolve_device(device: str) -> str:
     return device
 
 
+#: Numeric precisions of the regressor's training forward pass (``train.precision``, ``open_world.pretrain.precision``).
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+
+
+def native_bf16(device: str) -> bool:
+    """Whether ``device`` (``cpu`` / ``cuda`` / ``cuda:N``) computes bfloat16 in hardware: a CUDA device with bf16
+    support, or a CPU with AVX512-BF16 or AMX units. Elsewhere torch emulates bf16, slower than float32."""
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """Map ``auto|fp32|bf16`` onto ``fp32`` or ``bf16``: ``auto`` is bf16 where ``device`` has native bf16
+    (:func:`native_bf16`), else fp32. Like ``device: auto`` it is a machine choice, recorded with each run."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
 def git_sha(root: str | Path | None = None) -> str:
     """The repository's HEAD commit (with ``-dirty`` when modified), or ``unknown`` outside git."""
     cwd = Path(root) if root is not None else Path(__file__).resolve().parent.parent

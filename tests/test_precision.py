@@ -69,3 +69,38 @@ def test_bf16_output_is_float32_and_precision_only_in_params_when_not_fp32(runs:
     assert bf16.params_dict()["precision"] == "bf16"
     assert bf16.fingerprint() != settings.fingerprint()
     assert TrainSettings.from_dict(bf16.params_dict()).precision == "bf16"
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline import runtime
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert runtime.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert runtime.resolve_precision("auto", "cpu") == "fp32"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert runtime.resolve_precision("auto", "cpu") == "bf16"
+    # an explicit choice is kept whatever the hardware
+    assert runtime.resolve_precision("fp32", "cpu") == "fp32"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert runtime.resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="unknown precision 'fp16'; allowed: auto, fp32, bf16"):
+        runtime.resolve_precision("fp16", "cpu")
+
+
+def test_an_auto_run_is_the_run_of_the_precision_it_resolves_to(runs: dict[str, Path]) -> None:
+    """``auto`` trains exactly as the explicit setting it resolves to on this machine (same rows to the last
+    digit) and records that setting, not ``auto``, in its checkpoint."""
+    from pipeline.runtime import resolve_precision
+    from pipeline.train.checkpoint import read_checkpoint
+
+    root = runs["fp32"].parent
+    settings, paths = _world(root / "auto_inputs")  # the same toy world as the fixture's
+    train(dataclasses.replace(settings, precision="auto"), paths, root / "auto")
+    resolved = resolve_precision("auto", "cpu")
+    columns = ["total", "keypoint_2d", "keypoint_3d", "smpl_pose", "smpl_betas", "grad_norm"]
+    assert [[r[c] for c in columns] for r in _rows(root / "auto")] == \
+        [[r[c] for c in columns] for r in _rows(runs[resolved])]
+    recorded = read_checkpoint(root / "auto" / "checkpoints" / "final.pt")["settings"].get("precision", "fp32")
+    assert recorded == resolved

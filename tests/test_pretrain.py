@@ -16,6 +16,7 @@ from pipeline.body.model import BodyModel
 from pipeline.evaluate.predict import evaluate_predictions, predict_split
 from pipeline.io.spin_npz import read_spin_npz
 from pipeline.model.hmr import HMR, load_pretrained
+from pipeline.runtime import resolve_precision
 from pipeline.train.data import SampleSource, validation_indices
 from pipeline.train.loop import validate
 from pipeline.train.settings import TrainSettings
@@ -69,6 +70,10 @@ def test_pretraining_writes_spin_layout_on_its_own_set(pretrained_world: Path) -
     assert [int(r["step"]) for r in val] == [0, 2, 4]
     train = [r for r in metrics if r["phase"] == "train"]
     assert all(float(r["grad_norm"]) > 0 for r in train) and all(float(r["lr"]) > 0 for r in train)
+    # open_world.pretrain.precision: auto (the default) is resolved by the machine and logged
+    resolved = resolve_precision("auto", "cpu")
+    assert f"precision auto -> {resolved} on cpu" in (pretrained_world / "logs/world/pretrain_regressor.log").read_text()
+    assert final["settings"].get("precision", "fp32") == resolved
 
 
 def test_runs_start_from_the_pretrained_checkpoint(pretrained_world: Path) -> None:

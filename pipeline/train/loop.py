@@ -29,6 +29,7 @@ step's batch under DistributedDataParallel with synchronised BatchNorm; rank 0 a
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 import shutil
@@ -84,6 +85,7 @@ from pipeline.render.soft import (
     render_semantics,
     resolve_sigma,
 )
+from pipeline.runtime import resolve_precision
 from pipeline.train.checkpoint import inputs_digest, read_checkpoint, save_checkpoint
 from pipeline.train.data import (
     MixedDataset,
@@ -419,6 +421,9 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
     ckpt_dir = out_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     device = workers.device(settings.device)
+    if settings.precision not in ("fp32", "bf16"):  # auto: the machine's choice, recorded in the run's log
+        settings = dataclasses.replace(settings, precision=resolve_precision(settings.precision, device.type))
+        log.info("run %s: precision auto -> %s on %s", settings.run, settings.precision, device)
     share = check_world_size(workers.world_size, settings.batch_size)
     if settings.threads > 0:
         torch.set_num_threads(settings.threads)

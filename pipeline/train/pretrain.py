@@ -30,7 +30,8 @@ def pretrain_settings(pretrain_cfg: Mapping[str, Any], train_cfg: Mapping[str, A
 
     Args:
         pretrain_cfg: the pretraining section (``augmentation``, ``steps``, ``batch_size``, ``lr``, ``warmup_steps``,
-            ``lr_final_factor``, ``grad_clip_norm``, ``loss_weights``, ``validation``, ``checkpoint_every``).
+            ``lr_final_factor``, ``grad_clip_norm``, ``precision``, ``loss_weights``, ``validation``,
+            ``checkpoint_every``).
         train_cfg: ``config["train"]``: the architecture (``backbone``, ``n_iter``, ``image_size``), which the
             fine-tuning runs share with the checkpoint.
         shards: ``(annotations, images)`` of each pretraining shard (SPIN npz); each is one source of the mix,
@@ -47,7 +48,7 @@ def pretrain_settings(pretrain_cfg: Mapping[str, Any], train_cfg: Mapping[str, A
         steps=int(pretrain_cfg["steps"]), batch_size=int(pretrain_cfg["batch_size"]), datasets=datasets,
         ratios=tuple(1.0 for _ in datasets), lr=float(pretrain_cfg["lr"]),
         warmup_steps=int(pretrain_cfg["warmup_steps"]), lr_final_factor=float(pretrain_cfg["lr_final_factor"]),
-        grad_clip_norm=float(pretrain_cfg["grad_clip_norm"]),
+        grad_clip_norm=float(pretrain_cfg["grad_clip_norm"]), precision=str(pretrain_cfg.get("precision", "fp32")),
         backbone=train_cfg["backbone"], n_iter=int(train_cfg["n_iter"]), image_size=int(train_cfg["image_size"]),
         loss_weights=dict(pretrain_cfg["loss_weights"]), augment=AugmentSettings(**pretrain_cfg["augmentation"]),
         val_dataset=datasets[0].name, val_fraction=float(val["fraction"]),

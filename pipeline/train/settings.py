@@ -88,8 +88,10 @@ class TrainSettings:
         warmup_steps: linear learning-rate warm-up from 0; lr_final_factor: cosine decay from ``lr`` to
             ``lr · lr_final_factor`` over the remaining steps (1 = constant, SPIN); see :meth:`lr_at`.
         grad_clip_norm: clip the global gradient norm to this (0 = off, SPIN); the norm is logged either way.
-        precision: ``fp32`` or ``bf16`` (the regressor's training forward pass under bfloat16 autocast; body model,
-            renderer, losses and validation in float32; :func:`pipeline.train.loop.predict_body`).
+        precision: ``fp32``, ``bf16`` (the regressor's training forward pass under bfloat16 autocast; body model,
+            renderer, losses and validation in float32; :func:`pipeline.train.loop.predict_body`) or ``auto``
+            (bf16 where the device computes it natively, else fp32: :func:`pipeline.runtime.resolve_precision`,
+            resolved when the run starts).
         openpose_train_weight, gt_train_weight: SPIN's multipliers of the 2D keypoint confidences of the 25
             OpenPose and the 24 ground-truth joints (0 and 1); the 2D term averages over all 49.
         backbone: ``resnet50`` (paper) or ``resnet18``; n_iter: regressor iterations; num_betas.

@@ -37,6 +37,7 @@ from pipeline.model.geometry import (
     rotmat_to_rot6d,
 )
 from pipeline.model.hmr import HMR, load_pretrained, mean_params_from_dataset
+from pipeline.model.resnet import ResNet
 
 IMG = 64  # small crops keep the CPU tests fast
 
@@ -104,6 +105,34 @@ def test_hmr_shapes_and_mean_initialisation() -> None:
     torch.testing.assert_close(out.pred_rotmat, target.expand(2, -1, -1, -1), atol=1e-5, rtol=0)
     torch.testing.assert_close(out.pred_betas, torch.as_tensor(params["shape"], dtype=torch.float32).expand(2, -1))
     torch.testing.assert_close(out.pred_cam, torch.tensor([[0.8, 0.1, -0.2]]).expand(2, -1))
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_backbone_is_torchvisions_resnet_draw_for_draw(arch: str) -> None:
+    """pipeline.model.resnet builds torchvision's ResNet without importing it: the same module names in the same
+    order, the same initial weights from the same seed, the random stream left in the same state (so every
+    HMR made after it, and every run, starts as it did with torchvision), and the same output."""
+    torch.manual_seed(7)
+    reference = getattr(torchvision.models, arch)(weights=None).eval()
+    rng_after_reference = torch.get_rng_state()
+    torch.manual_seed(7)
+    ours = ResNet(arch).eval()
+    assert torch.equal(torch.get_rng_state(), rng_after_reference)
+    assert [n for n, _ in ours.named_modules()] == [n for n, _ in reference.named_modules()]
+    expected = reference.state_dict()
+    assert list(ours.state_dict()) == list(expected)
+    for key, value in ours.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(ours(images), reference(images))
+    # HMR's backbone is that network: its backbone weights are torchvision's from the same seed
+    torch.manual_seed(7)
+    hmr = HMR(backbone=arch)
+    for key in hmr.backbone_state_keys():
+        assert torch.equal(hmr.state_dict()[key], expected[key]), key
+    with pytest.raises(ValueError, match="unknown ResNet 'resnet34'"):
+        ResNet("resnet34")
 
 
 def test_hmr_rejects_unknown_backbone() -> None:

@@ -86,3 +86,20 @@ def test_graphonomy_backend_without_checkpoint_fails_at_dag_build(clone: Path, t
     out = res.stdout + res.stderr
     assert res.returncode != 0
     assert "assets.graphonomy_checkpoint" in out and "universal_trained.pth" in out
+
+
+#: Packages a job that predicts, scores or trains must not import (issue #21): torchvision imports torch._dynamo and
+#: triton, ≈ 1.6 s of CPU per job; the HMR backbone is pipeline.model.resnet.
+JOB_FORBIDDEN: tuple[str, ...] = ("torchvision", "torch._dynamo", "triton")
+
+
+def test_regressor_jobs_import_neither_torchvision_nor_dynamo() -> None:
+    """The modules of the prediction, scoring and training scripts, imported in a fresh interpreter as those jobs
+    import them, build an HMR without loading the packages of :data:`JOB_FORBIDDEN`."""
+    code = "\n".join(["import sys", "import pipeline.evaluate.predict, pipeline.train.loop, pipeline.model.hmr",
+                      "pipeline.model.hmr.HMR(backbone='resnet18')",
+                      f"print(sorted(set({JOB_FORBIDDEN!r}) & set(sys.modules)))"])
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.strip() == "[]"

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from pipeline.io.damaged import describe_unreadable
 from pipeline.io.spin_npz import (
@@ -57,6 +56,8 @@ EFT_VERSION: float = 0.1
 
 def rotmats_to_axis_angle(rotmats: np.ndarray) -> np.ndarray:
     """Rotation matrices (..., 3, 3) -> axis-angle vectors (..., 3), float64 (scipy; near-orthonormal input ok)."""
+    from scipy.spatial.transform import Rotation  # here: readers of SPIN npz files import this module too
+
     rotmats = np.asarray(rotmats, dtype=np.float64)
     flat = rotmats.reshape(-1, 3, 3)
     return Rotation.from_matrix(flat).as_rotvec().reshape(*rotmats.shape[:-2], 3)
@@ -64,6 +65,8 @@ def rotmats_to_axis_angle(rotmats: np.ndarray) -> np.ndarray:
 
 def axis_angle_to_rotmats(aa: np.ndarray) -> np.ndarray:
     """Axis-angle vectors (..., 3) -> rotation matrices (..., 3, 3), float64."""
+    from scipy.spatial.transform import Rotation
+
     aa = np.asarray(aa, dtype=np.float64)
     return Rotation.from_rotvec(aa.reshape(-1, 3)).as_matrix().reshape(*aa.shape[:-1], 3, 3)
 

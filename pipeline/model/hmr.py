@@ -26,7 +26,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torchvision
 from torch import nn
 
 from pipeline.model.geometry import (
@@ -35,6 +34,7 @@ from pipeline.model.geometry import (
     rot6d_to_rotmat,
     rotmat_to_rot6d,
 )
+from pipeline.model.resnet import ResNet
 
 NUM_SMPL_JOINTS = 24
 #: Width of the 6D pose vector (24 joints × 6).
@@ -55,7 +55,7 @@ DEFAULT_MEAN_CAM: tuple[float, float, float] = (0.9, 0.0, 0.0)
 #: Keys and sizes of a mean-parameter dict / ``smpl_mean_params.npz``.
 MEAN_PARAM_KEYS: tuple[str, ...] = ("pose", "shape", "cam")
 
-#: Backbone name -> (torchvision constructor name, feature width after pooling).
+#: Backbone name -> (architecture of :class:`pipeline.model.resnet.ResNet`, feature width after pooling).
 BACKBONES: dict[str, tuple[str, int]] = {"resnet50": ("resnet50", 2048), "resnet18": ("resnet18", 512)}
 #: torchvision ResNet modules kept at the top level of :class:`HMR` (the classifier ``fc`` is dropped).
 BACKBONE_MODULES: tuple[str, ...] = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
@@ -195,7 +195,7 @@ class HMR(nn.Module):
         self.n_iter = n_iter
         self.num_betas = num_betas
         ctor, feat_dim = BACKBONES[backbone]
-        net = getattr(torchvision.models, ctor)(weights=None)
+        net = ResNet(ctor)  # torchvision's modules and initialisation, without importing torchvision
         for name in BACKBONE_MODULES:
             self.add_module(name, getattr(net, name))
         self.avgpool = nn.AdaptiveAvgPool2d(1)

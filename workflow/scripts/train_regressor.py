@@ -5,7 +5,6 @@ that many DDP workers (pipeline.train.distributed)."""
 
 from pathlib import Path
 
-import torch._dynamo  # noqa: F401  (import before any EGL context; see tests/conftest.py)
 import yaml
 
 from pipeline.runtime import git_sha, resolve_device, setup_logging

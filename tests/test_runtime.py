@@ -31,3 +31,23 @@ def test_atomic_output_failure_keeps_the_old_file_and_no_temporary(tmp_path: Pat
         raise RuntimeError("boom")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["result.npz"]
+
+
+def test_resolve_device_cpu_needs_no_torch() -> None:
+    """``cpu`` resolves without importing torch (the open world's parser jobs never touch it); ``auto`` resolves
+    to what torch sees; an unknown name is refused."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pipeline.runtime import resolve_device; "
+            "print(resolve_device('cpu'), 'torch' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["cpu", "False"]
+    import torch
+
+    from pipeline.runtime import resolve_device
+
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unknown device 'gpu'; allowed: auto, cpu, cuda"):
+        resolve_device("gpu")

@@ -11,7 +11,7 @@ import torch
 
 from pipeline.body.joints import SPIN_PART_NAMES
 from pipeline.body.model import _NO_EXTRA_JOINTS, BodyModel
-from pipeline.body.smpl_io import BodyModelFileError, load_smpl_arrays, save_smpl_pickle
+from pipeline.body.smpl_io import BodyModelFileError, count_faces, load_smpl_arrays, save_smpl_pickle
 from pipeline.world.standins import write_chumpy_smpl_pickle
 
 
@@ -124,3 +124,19 @@ def test_pose_points_reproduces_body_without_correctives(tmp_path: Path, tiny_sm
     posed = model.pose_points(rest, model.skinning_weights, betas, pose, orient, transl)
     torch.testing.assert_close(posed, model(betas, pose, orient, transl).vertices, rtol=1e-5, atol=1e-5)
     assert joints.shape == (2, 24, 3)
+
+
+def test_count_faces_reads_the_face_array_alone(tmp_path: Path, tiny_smpl: dict) -> None:
+    """count_faces equals the built model's face count for an npz (read for ``f`` alone) and a chumpy pickle; a
+    damaged npz or a folder without the model stops with the full reader's message."""
+    np.savez(tmp_path / "SMPL_NEUTRAL.npz", **tiny_smpl)
+    write_chumpy_smpl_pickle(tiny_smpl, tmp_path / "SMPL_MALE.pkl")
+    expected = BodyModel(tmp_path, gender="neutral").num_faces
+    assert expected == len(tiny_smpl["f"])
+    assert count_faces(tmp_path) == expected
+    assert count_faces(tmp_path, "male") == expected
+    (tmp_path / "SMPL_FEMALE.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(BodyModelFileError, match="SMPL_FEMALE.npz"):
+        count_faces(tmp_path, "female")
+    with pytest.raises(BodyModelFileError, match="assets.body_models"):
+        count_faces(tmp_path / "missing")

@@ -2,14 +2,14 @@
 
 from pathlib import Path
 
-from pipeline.body.model import BodyModel
+from pipeline.body.smpl_io import count_faces
 from pipeline.prior.parse import ParserSettings, parse_scan_views
 from pipeline.runtime import resolve_device, setup_logging, stage_seed
 from pipeline.world.parser_noise import ParserNoise
 
 log = setup_logging(snakemake.log[0])
 p = snakemake.params
-num_faces = BodyModel(Path(snakemake.input.models[0]).parent).num_faces
+num_faces = count_faces(Path(snakemake.input.models[0]).parent)
 settings = ParserSettings.from_params(p.parser, resolve_device(p.parser.get("device", "cpu")))
 summary = parse_scan_views(
     snakemake.input.views,

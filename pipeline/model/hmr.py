@@ -55,8 +55,8 @@ DEFAULT_MEAN_CAM: tuple[float, float, float] = (0.9, 0.0, 0.0)
 #: Keys and sizes of a mean-parameter dict / ``smpl_mean_params.npz``.
 MEAN_PARAM_KEYS: tuple[str, ...] = ("pose", "shape", "cam")
 
-#: Backbone name -> (architecture of :class:`pipeline.model.resnet.ResNet`, feature width after pooling).
-BACKBONES: dict[str, tuple[str, int]] = {"resnet50": ("resnet50", 2048), "resnet18": ("resnet18", 512)}
+#: Backbones (architectures of :class:`pipeline.model.resnet.ResNet`; pooled feature width 2048 / 512).
+BACKBONES: tuple[str, ...] = ("resnet50", "resnet18")
 #: torchvision ResNet modules kept at the top level of :class:`HMR` (the classifier ``fc`` is dropped).
 BACKBONE_MODULES: tuple[str, ...] = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 #: Parameters/buffers of the regressor head (everything that is not backbone).
@@ -194,8 +194,8 @@ class HMR(nn.Module):
         self.backbone_name = backbone
         self.n_iter = n_iter
         self.num_betas = num_betas
-        ctor, feat_dim = BACKBONES[backbone]
-        net = ResNet(ctor)  # torchvision's modules and initialisation, without importing torchvision
+        net = ResNet(backbone)  # torchvision's modules and initialisation, without importing torchvision
+        feat_dim = net.fc.in_features  # the pooled feature the dropped classifier would read
         for name in BACKBONE_MODULES:
             self.add_module(name, getattr(net, name))
         self.avgpool = nn.AdaptiveAvgPool2d(1)

@@ -421,9 +421,10 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
     ckpt_dir = out_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     device = workers.device(settings.device)
-    if settings.precision not in ("fp32", "bf16"):  # auto: the machine's choice, recorded in the run's log
-        settings = dataclasses.replace(settings, precision=resolve_precision(settings.precision, device.type))
-        log.info("run %s: precision auto -> %s on %s", settings.run, settings.precision, device)
+    precision = resolve_precision(settings.precision, device.type)  # an unknown name stops here, before any work
+    if precision != settings.precision:  # auto: the machine's choice, logged and recorded with the run
+        log.info("run %s: precision %s -> %s on %s", settings.run, settings.precision, precision, device)
+        settings = dataclasses.replace(settings, precision=precision)
     share = check_world_size(workers.world_size, settings.batch_size)
     if settings.threads > 0:
         torch.set_num_threads(settings.threads)

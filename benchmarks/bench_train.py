@@ -39,6 +39,7 @@ from pipeline.losses.composite import LossWeights, total_loss
 from pipeline.train.data import MixedDataset, SampleSource
 from pipeline.train.loop import (
     PriorTextures,
+    adam,
     build_model,
     dsr_terms,
     predict_body,
@@ -81,7 +82,7 @@ def _step_time(settings: TrainSettings, paths: TrainPaths, batches: list[dict[st
     body = BodyModel(paths.body_models, "neutral", joint_regressors=paths.joint_regressors).to(device)
     prior = (PriorTextures(paths.prior, body.num_faces, sources[0].mapping.matrix(), device)
              if settings.dsr_terms else None)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    opt = adam(model.parameters(), lr=settings.lr)
     weights = LossWeights.from_dict(settings.loss_weights)
     times = []
     for k, raw in enumerate(batches):
@@ -89,7 +90,7 @@ def _step_time(settings: TrainSettings, paths: TrainPaths, batches: list[dict[st
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        out, posed, cam_t = predict_body(model, body, batch["img"], settings.precision)
+        out, posed, cam_t = predict_body(model, body, batch["img"], settings.precision, vertices=prior is not None)
         terms = standard_terms(out, posed, cam_t, batch)
         if prior is not None:
             terms.update(dsr_terms(settings, prior, posed.vertices, body.faces, cam_t, batch)[0])

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import smplx
 import torch
-from smplx.lbs import batch_rigid_transform
+from smplx.lbs import batch_rigid_transform, batch_rodrigues
 from smplx.utils import Struct
 
 from pipeline.body import anny_build as ab
@@ -36,6 +36,7 @@ from pipeline.body.joints import (
     SMPL_POSE_FLIP_SIGN,
     SPIN_PART_NAMES,
 )
+from pipeline.body.model import BodyModel
 from pipeline.body.parts import vertex_parts_from_weights
 from pipeline.body.spin_joints import EXTRA_JOINT_NAMES, VERTEX_JOINT_NAMES
 
@@ -324,3 +325,41 @@ def test_joint_constants() -> None:
         assert SPIN_PART_NAMES[s] == f"{side[name[0]]} {name[1:]}"
     for k, j in enumerate(H36M_FLIP_PERM):
         assert H36M_JOINT_NAMES[j] == H36M_JOINT_NAMES[k].translate(str.maketrans("LR", "RL"))
+
+
+def test_joints_only_path_equals_the_full_body(open_model: tuple[Path, dict]) -> None:
+    """``vertices=False`` (the training steps without a rendered term) poses only the vertices the regressors
+    read, yet gives the full path's joints: SMPL's 24, H36M's 17 and SPIN's 49, with shape and pose correctives,
+    global orientation and translation, up to float32 rounding (µm)."""
+    folder, report = open_model
+    body = BodyModel(folder, "neutral", joint_regressors=folder / "joint_regressors.npz")
+    assert 0 < body.num_joint_vertices < report["num_vertices"]
+    gen = torch.Generator().manual_seed(0)
+    betas, transl = torch.randn(5, 10, generator=gen) * 1.5, torch.randn(5, 3, generator=gen)
+    pose, orient = torch.randn(5, 69, generator=gen) * 0.5, torch.randn(5, 3, generator=gen)
+    full = body(betas=betas, body_pose=pose, global_orient=orient, transl=transl)
+    joints = body(betas=betas, body_pose=pose, global_orient=orient, transl=transl, vertices=False)
+    assert joints.vertices is None and full.vertices is not None
+    for name in ("joints", "joints_h36m", "joints_j49"):
+        torch.testing.assert_close(getattr(joints, name), getattr(full, name), rtol=0, atol=1e-5)
+    assert (full.joints_j49 - body(betas=betas, body_pose=pose, global_orient=orient, vertices=False).joints_j49
+            - transl[:, None]).abs().max() < 1e-5
+    # rotation matrices, and the defaults (zero pose and shape, batch of one)
+    rot = batch_rodrigues(torch.cat([orient, pose], 1).reshape(-1, 3)).reshape(5, 24, 3, 3)
+    rot_joints = body(betas=betas, body_pose=rot[:, 1:], global_orient=rot[:, :1], pose2rot=False, vertices=False)
+    torch.testing.assert_close(rot_joints.joints_j49 + transl[:, None], full.joints_j49, rtol=0, atol=1e-5)
+    torch.testing.assert_close(body(vertices=False).joints_j49, body().joints_j49, rtol=0, atol=1e-6)
+    # the gradients reach the network's outputs the same way
+    grads = []
+    for full_mesh in (True, False):
+        b, p = betas.clone().requires_grad_(True), pose.clone().requires_grad_(True)
+        body(betas=b, body_pose=p, global_orient=orient, vertices=full_mesh).joints_j49.square().sum().backward()
+        grads.append((b.grad, p.grad))
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-4, atol=1e-5)
+    # without regressors the path still gives the SMPL joints
+    bare = BodyModel(folder, "neutral")
+    assert bare.num_joint_vertices == 0
+    out = bare(betas=betas, body_pose=pose, global_orient=orient, transl=transl, vertices=False)
+    assert out.joints_j49 is None and out.joints_h36m is None
+    torch.testing.assert_close(out.joints, full.joints, rtol=0, atol=1e-5)

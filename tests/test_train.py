@@ -29,7 +29,7 @@ from pipeline.train.augment import (
 )
 from pipeline.train.crop import crop_affine, index_affine, to_homogeneous, transform_points, warp_image
 from pipeline.train.data import SampleSource
-from pipeline.train.loop import PriorTextures, build_model, dsr_terms, predict_body, standard_terms, train
+from pipeline.train.loop import PriorTextures, adam, build_model, dsr_terms, predict_body, standard_terms, train
 from pipeline.train.settings import TrainPaths, TrainSettings, settings_from_config
 from tests.conftest import ROOT
 
@@ -441,3 +441,29 @@ def test_validation_dataset_at_ratio_zero_is_held_out_but_never_drawn() -> None:
     fake = [Fake(train_index=np.arange(5)), Fake(train_index=np.arange(7))]
     mix = MixedDataset(fake, [1.0, 0.0], batch_size=4, seed=0, augment=AugmentSettings(enabled=False))
     assert {mix.draw(step, p)[0] for step in range(50) for p in range(4)} == {0}
+
+
+def test_training_adam_is_fused_and_follows_adams_rule() -> None:
+    """The loops' optimiser (:func:`pipeline.train.loop.adam`) is torch's fused Adam on the CPU, and its steps
+    are those of the reference (for-loop) Adam up to float rounding, weight decay and a learning-rate change
+    between steps included; a parameter torch cannot fuse (an integer one, frozen) makes it fall back to the
+    reference."""
+    gen = torch.Generator().manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.Tanh(), torch.nn.Linear(64, 5))
+    twin = [torch.nn.Parameter(p.detach().clone()) for p in net.parameters()]
+    fused, reference = adam(net.parameters(), lr=1e-2, weight_decay=1e-3), torch.optim.Adam(twin, lr=1e-2, weight_decay=1e-3)
+    assert fused.defaults["fused"] is True and not reference.defaults["fused"]
+    for step in range(20):
+        x = torch.randn(8, 20, generator=gen)
+        for params, opt in ((list(net.parameters()), fused), (twin, reference)):
+            w1, b1, w2, b2 = params
+            loss = (torch.tanh(x @ w1.T + b1) @ w2.T + b2).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            for group in opt.param_groups:
+                group["lr"] = 1e-2 * (0.5 if step >= 10 else 1.0)
+            opt.step()
+    for p, q in zip(net.parameters(), twin, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    frozen = torch.nn.Parameter(torch.zeros(3, dtype=torch.long), requires_grad=False)
+    assert not adam([*net.parameters(), frozen], lr=1e-3).defaults["fused"]

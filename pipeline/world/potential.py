@@ -74,6 +74,7 @@ from pipeline.train.crop import crop_affine, store_to_crop_index
 from pipeline.train.data import UNKNOWN, SampleSource, to_tensors
 from pipeline.train.loop import (
     PriorTextures,
+    adam,
     build_model,
     dsr_terms,
     predict_body,
@@ -336,12 +337,13 @@ def overfit(model: torch.nn.Module, body: BodyModel, prior: PriorTextures, batch
     (:func:`pipeline.train.loop.standard_terms`, :func:`pipeline.train.loop.dsr_terms`,
     :func:`pipeline.losses.composite.total_loss`), in training mode; returns the last step's loss."""
     weights = LossWeights.from_dict(settings.loss_weights)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     clip = settings.grad_clip_norm if settings.grad_clip_norm > 0 else math.inf
     model.train()
     loss_value = math.nan
     for step in range(settings.steps):
-        out, posed, cam_t = predict_body(model, body, batch["img"])  # type: ignore[arg-type]
+        out, posed, cam_t = predict_body(model, body, batch["img"],  # type: ignore[arg-type]
+                                         vertices=bool(settings.dsr_terms))
         terms = standard_terms(out, posed, cam_t, batch, openpose_weight=settings.openpose_train_weight,
                                gt_weight=settings.gt_train_weight)
         if settings.dsr_terms:

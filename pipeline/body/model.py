@@ -128,7 +128,7 @@ class BodyModel(torch.nn.Module):
 
     def _build_joint_subset(self) -> None:
         """Buffers of the joints-only path: the rest joints as a linear function of the betas, and the model
-        restricted to the vertices the joint regressors read (4,716 of the open model's 13,718)."""
+        restricted to the vertices the joint regressors read (4,732 of the demo body model's 13,718)."""
         layer = self.layer
         regressors = [r for r in (self.h36m_regressor, self.extra_regressor, self.vertex_joint_regressor)
                       if r is not None]

@@ -30,20 +30,19 @@ from pathlib import Path
 
 import torch
 import torch._dynamo  # (imported before any EGL context)
-import yaml
+from pretrain_precision import (  # benchmarks/, beside this script
+    pretraining_run,
+    score_test_splits,
+)
 from torch.utils.data import DataLoader
 
 from pipeline.body.model import BodyModel
-from pipeline.config import validate_config
-from pipeline.evaluate.predict import predict_checkpoint, score_split
 from pipeline.model.hmr import HMR
 from pipeline.runtime import resolve_precision
 from pipeline.train import loop
 from pipeline.train.data import MixedDataset, StepRange, to_tensors
-from pipeline.train.pretrain import pretrain_settings
 from pipeline.train.settings import TrainPaths, TrainSettings
 
-ROOT = Path(__file__).resolve().parent.parent
 TEST_SPLITS = ("3dpw", "mpi_inf_3dhp", "h36m_p1", "h36m_p2")
 
 
@@ -118,13 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     work: Path = args.project.resolve()
-    cfg = validate_config(yaml.safe_load((work / "config" / "config.yaml").read_text()),
-                          str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
-    pre = cfg["open_world"]["pretrain"]
-    shard_root = work / "resources" / "datasets" / "pretrain"
-    shards = [(str(shard_root / f"shard_{k}" / f"pretrain_{k}.npz"), str(shard_root / f"shard_{k}" / "images"))
-              for k in range(pre["images"]["shards"])]
-    settings = pretrain_settings(pre, cfg["train"], shards, master_seed=cfg["seed"], threads=1, progress=False)
+    cfg, settings = pretraining_run(work)
     precision = resolve_precision(settings.precision, "cpu")
     settings = dataclasses.replace(settings, precision=precision, steps=args.steps or settings.steps)
     models = work / "resources" / "body_models"
@@ -155,13 +148,7 @@ def main() -> None:
                  f"{held['val_pve_mm']:.1f}")]
         path = out / f"{name}.pt"
         torch.save({**state, "model": model.state_dict()}, path)
-        for split in TEST_SPLITS:
-            spec = cfg["assets"]["test_datasets"][split]
-            ann, images, stem = work / spec["annotations"], work / spec["images"], out / f"{name}_{split}"
-            predict_checkpoint(path, ann, spec["format"], images, models, regressors, f"{stem}.predictions.npz",
-                               split=split, run=name, progress=False)
-            result = score_split(f"{stem}.predictions.npz", ann, spec["format"], models, regressors, f"{stem}.json",
-                                 f"{stem}.result.npz", split=split, run=name, world="open")
+        for split, result in score_test_splits(work, cfg, path, out / name, name, TEST_SPLITS):
             parts.append(f"{split} {result.mpjpe_mm:.1f} / {result.pa_mpjpe_mm:.1f}" +
                          (f" / {result.pve_mm:.1f}" if split == "3dpw" else ""))
         print(" | ".join(parts), flush=True)

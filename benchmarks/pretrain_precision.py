@@ -19,6 +19,7 @@ import argparse
 import csv
 import dataclasses
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -27,11 +28,39 @@ import yaml
 
 from pipeline.config import validate_config
 from pipeline.evaluate.predict import predict_checkpoint, score_split
+from pipeline.evaluate.protocols import EvalResult
 from pipeline.train.loop import train
 from pipeline.train.pretrain import pretrain_settings
-from pipeline.train.settings import TrainPaths
+from pipeline.train.settings import TrainPaths, TrainSettings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pretraining_run(work: Path) -> tuple[dict, TrainSettings]:
+    """The validated config of project ``work`` and its ``pretrain_regressor`` run's settings (its shards, one
+    thread, no progress bar), as the rule builds them."""
+    cfg = validate_config(yaml.safe_load((work / "config" / "config.yaml").read_text()),
+                          str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    pre = cfg["open_world"]["pretrain"]
+    shard_root = work / "resources" / "datasets" / "pretrain"
+    shards = [(str(shard_root / f"shard_{k}" / f"pretrain_{k}.npz"), str(shard_root / f"shard_{k}" / "images"))
+              for k in range(pre["images"]["shards"])]
+    return cfg, pretrain_settings(pre, cfg["train"], shards, master_seed=cfg["seed"], threads=1, progress=False)
+
+
+def score_test_splits(work: Path, cfg: dict, checkpoint: Path, prefix: Path, run: str,
+                      splits: tuple[str, ...]) -> Iterator[tuple[str, EvalResult]]:
+    """Predict and score ``checkpoint`` on the project's test ``splits`` through the pipeline's own
+    ``predict_checkpoint`` / ``score_split``; files ``<prefix>_<split>.*``; yields (split, result)."""
+    models = work / "resources" / "body_models"
+    regressors = models / "joint_regressors.npz"
+    for split in splits:
+        spec = cfg["assets"]["test_datasets"][split]
+        ann, images, stem = work / spec["annotations"], work / spec["images"], f"{prefix}_{split}"
+        predict_checkpoint(checkpoint, ann, spec["format"], images, models, regressors, f"{stem}.predictions.npz",
+                           split=split, run=run, progress=False)
+        yield split, score_split(f"{stem}.predictions.npz", ann, spec["format"], models, regressors, f"{stem}.json",
+                                 f"{stem}.result.npz", split=split, run=run, world="open")
 
 
 def main() -> None:
@@ -43,13 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     work: Path = args.project.resolve()
-    cfg = validate_config(yaml.safe_load((work / "config" / "config.yaml").read_text()),
-                          str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
-    pre = cfg["open_world"]["pretrain"]
-    shard_root = work / "resources" / "datasets" / "pretrain"
-    shards = [(str(shard_root / f"shard_{k}" / f"pretrain_{k}.npz"), str(shard_root / f"shard_{k}" / "images"))
-              for k in range(pre["images"]["shards"])]
-    settings = pretrain_settings(pre, cfg["train"], shards, master_seed=cfg["seed"], threads=1, progress=False)
+    cfg, settings = pretraining_run(work)
     settings = dataclasses.replace(settings, precision=args.precision, steps=args.steps or settings.steps)
     models = work / "resources" / "body_models"
     regressors = models / "joint_regressors.npz"
@@ -62,17 +85,10 @@ def main() -> None:
             if row["phase"] == "val":
                 print(f"  held-out step {row['step']}: MPJPE / PA-MPJPE / PVE {float(row['val_mpjpe_mm']):.1f} / "
                       f"{float(row['val_pa_mpjpe_mm']):.1f} / {float(row['val_pve_mm']):.1f}")
-    for split in ("3dpw", "mpi_inf_3dhp"):
-        spec = cfg["assets"]["test_datasets"][split]
-        ann, images = work / spec["annotations"], work / spec["images"]
-        stem = out / f"eval_{split}"
-        predict_checkpoint(out / "checkpoints" / "final.pt", ann, spec["format"], images, models, regressors,
-                           f"{stem}.predictions.npz", split=split, run=args.name, progress=False)
-        result = score_split(f"{stem}.predictions.npz", ann, spec["format"], models, regressors, f"{stem}.json",
-                             f"{stem}.result.npz", split=split, run=args.name, world="open")
+    for split, result in score_test_splits(work, cfg, out / "checkpoints" / "final.pt", out / "eval", args.name,
+                                           ("3dpw", "mpi_inf_3dhp")):
         print(f"  test {split}: MPJPE / PA-MPJPE / PVE {result.mpjpe_mm:.1f} / {result.pa_mpjpe_mm:.1f} / "
               f"{result.pve_mm:.1f}")
-
 
 if __name__ == "__main__":
     main()

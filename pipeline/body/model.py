@@ -72,6 +72,13 @@ def _as_rotmats(pose: torch.Tensor, num_joints: int, pose2rot: bool, name: str) 
     return pose
 
 
+def _skin(points: torch.Tensor, weights: torch.Tensor, rel: torch.Tensor) -> torch.Tensor:
+    """Linear blend skinning: (B, N, 3) rest-frame points, (N, 24) weights, (B, 24, 4, 4) relative joint
+    transforms (smplx's ``batch_rigid_transform``) -> (B, N, 3) posed points."""
+    transforms = torch.einsum("nj,bjkl->bnkl", weights, rel)
+    return torch.einsum("bnkl,bnl->bnk", transforms[..., :3, :3], points) + transforms[..., :3, 3]
+
+
 class BodyModel(torch.nn.Module):
     """SMPL-format body model with regressors and parts.
 
@@ -212,8 +219,7 @@ class BodyModel(torch.nn.Module):
         shaped = self.subset_template + torch.einsum("bl,kcl->bkc", betas, self.subset_shapedirs)
         pose_feature = (rot[:, 1:] - eye).reshape(batch, -1)
         posed = shaped + (pose_feature @ self.subset_posedirs).reshape(batch, -1, 3)
-        transforms = torch.einsum("kj,bjmn->bkmn", self.subset_weights, rel)
-        points = torch.einsum("bkmn,bkn->bkm", transforms[..., :3, :3], posed) + transforms[..., :3, 3]
+        points = _skin(posed, self.subset_weights, rel)
         if transl is not None:
             joints = joints + transl[:, None, :]
             points = points + transl[:, None, :]
@@ -260,8 +266,7 @@ class BodyModel(torch.nn.Module):
         rot = torch.cat([_as_rotmats(global_orient, 1, pose2rot, "global_orient"),
                          _as_rotmats(body_pose, NUM_BODY_JOINTS, pose2rot, "body_pose")], dim=1)
         _, rel = batch_rigid_transform(rot, joints, self.layer.parents, dtype=points.dtype)
-        transforms = torch.einsum("nj,bjkl->bnkl", weights.to(points.dtype), rel)
-        posed = torch.einsum("bnkl,bnl->bnk", transforms[..., :3, :3], points) + transforms[..., :3, 3]
+        posed = _skin(points, weights.to(points.dtype), rel)
         if transl is not None:
             posed = posed + transl[:, None, :]
         return posed

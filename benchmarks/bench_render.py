@@ -18,6 +18,8 @@ present, the open body model ``resources/body_models/SMPL_NEUTRAL.npz`` (27.4K f
 adds an SMPL-format ``.npz``/``.pkl``-as-npz (``v_template``, ``f``) or an ``.obj``.
 
 Run: .venv/bin/python benchmarks/bench_render.py [--skip-pytorch3d] [--device cuda] [--threads 2]
+     .venv/bin/python benchmarks/bench_render.py --synthetic-only --batch 64 --size 224 --device cuda
+         (the synthetic body alone at one batch and size: what benchmarks/gpu_check.sh runs)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
 import resource
 import time
 from dataclasses import dataclass
@@ -220,9 +223,14 @@ def measure(task: dict) -> dict:
 
 
 def run_isolated(task: dict) -> dict:
-    """Run :func:`measure` in a fresh process so that peak-RSS figures belong to one backend."""
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(measure, (task,))
+    """Run :func:`measure` in a fresh process so that peak-RSS figures belong to one backend.
+
+    A worker that cannot start or dies raises (``BrokenProcessPool``) instead of leaving the caller waiting, as a
+    ``multiprocessing.Pool`` would. Call it from a script file: a spawned worker re-imports ``__main__``, which a
+    program read from standard input (``python -``) does not have.
+    """
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(measure, task).result()
 
 
 def bench_mesh(name: str, mesh: tuple[np.ndarray, np.ndarray], args: argparse.Namespace, batch: int, size: int) -> None:
@@ -328,7 +336,14 @@ def main() -> None:
     parser.add_argument("--faces-per-pixel", type=int, default=DEFAULT_FACES_PER_PIXEL)
     parser.add_argument("--dense-max-elements", type=int, default=DENSE_MAX_ELEMENTS)
     parser.add_argument("--skip-pytorch3d", action="store_true", help="skip pytorch3d (minutes on CPU)")
+    parser.add_argument("--synthetic-only", action="store_true",
+                        help="only the synthetic body at --batch and --size (no small scene, no training regime)")
+    parser.add_argument("--batch", type=int, default=BATCH, help="crops per call with --synthetic-only")
+    parser.add_argument("--size", type=int, default=CROP_SIZE, help="crop side in pixels with --synthetic-only")
     args = parser.parse_args()
+    if args.synthetic_only:
+        bench_mesh(f"synthetic body, batch {args.batch}", synthetic_body(), args, args.batch, args.size)
+        return
 
     meshes = {"synthetic body": synthetic_body()}
     if OPEN_BODY.exists():

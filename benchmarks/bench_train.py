@@ -156,15 +156,21 @@ def main() -> None:
                         help="project folder whose config, resources/ and results/ to use (default: this one)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="the regressor's forward pass (train.precision); bf16 = bfloat16 autocast")
+    parser.add_argument("--paper-device", choices=["cuda", "cpu", "none"],
+                        default="cuda" if torch.cuda.is_available() else "none",
+                        help="where to time the paper settings (default: cuda when present); cpu checks the code "
+                             "path at a small --paper-batch")
+    parser.add_argument("--paper-batch", type=int, default=64, help="batch of the paper settings (paper: 64)")
     args = parser.parse_args()
     if args.workers > 1:
         compare_workers(args.workers, args.steps)
         return
     torch.set_num_threads(1)
     compare("cpu, demo settings, 1 thread", "cpu", args.steps, args.root, precision=args.precision)
-    if torch.cuda.is_available():
-        compare("cuda, paper settings", "cuda", args.steps, args.root, backbone="resnet50", image_size=224,
-                render_size=224, batch_size=64, precision=args.precision)
+    if args.paper_device != "none":
+        compare(f"{args.paper_device}, paper settings", args.paper_device, args.steps, args.root,
+                backbone="resnet50", image_size=224, render_size=224, batch_size=args.paper_batch,
+                precision=args.precision)
     else:
         print("no CUDA device: paper-setting GPU figures not measured")
 

@@ -3,8 +3,11 @@
 #
 #   benchmarks/gpu_check.sh            # from the repository root, with the project venv (.venv)
 #   PYTHON=/path/to/python benchmarks/gpu_check.sh
+#   benchmarks/gpu_check.sh --cpu      # plumbing run on the CPU: every step's code path at small sizes, no figures
 #
-# Without a CUDA device it prints one line and exits 0 (nothing to check). Steps, each with its own time limit
+# Without a CUDA device (and without --cpu) it prints one line and exits 0 (nothing to check). --cpu runs the same
+# steps on the CPU (renderer 2 × 96², paper-setting steps at batch 8 for 3 steps, Graphonomy at 128²) so that a
+# broken step shows on a machine without a GPU; its times say nothing about a GPU. Steps, each with its own time limit
 # (seconds) so that one hanging step cannot eat the budget; a failed step is reported and the others still run:
 #   1. cuda tests      pytest -k cuda: the CUDA-only tests (2-GPU DDP with NCCL and SyncBatchNorm,
 #                      tests/test_ddp.py; skipped with one GPU) and the CUDA branches of the format tests
@@ -21,12 +24,19 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 1
 PY=${PYTHON:-.venv/bin/python}
-if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-    echo "gpu_check: no CUDA device visible to torch ($PY): nothing to check, skipped"
-    exit 0
+if [ "${1:-}" = "--cpu" ]; then
+    DEV=cpu GPUS=0 NAME="no GPU: CPU plumbing run, times are not GPU figures"
+    RENDER_BATCH=2 RENDER_SIZE=96 PAPER_BATCH=8 STEPS=3 PARSE_SIZE=128 LIMIT_SCALE=4
+else
+    if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+        echo "gpu_check: no CUDA device visible to torch ($PY): nothing to check, skipped (--cpu: plumbing run)"
+        exit 0
+    fi
+    DEV=cuda
+    GPUS=$("$PY" -c 'import torch; print(torch.cuda.device_count())')
+    NAME=$("$PY" -c 'import torch; print(torch.cuda.get_device_name(0))')
+    RENDER_BATCH=64 RENDER_SIZE=224 PAPER_BATCH=64 STEPS=10 PARSE_SIZE=512 LIMIT_SCALE=1
 fi
-GPUS=$("$PY" -c 'import torch; print(torch.cuda.device_count())')
-NAME=$("$PY" -c 'import torch; print(torch.cuda.get_device_name(0))')
 OUT=${GPU_CHECK_DIR:-$(mktemp -d -t gpu_check.XXXXXX)}
 mkdir -p "$OUT"
 CORES=$(nproc)
@@ -34,41 +44,44 @@ export PYOPENGL_PLATFORM=egl
 ROWS=()
 FAILED=0
 
-# step NAME LIMIT_S PATTERN CMD...: run CMD with a time limit, log to $OUT/NAME.log, keep the last log line
-# matching PATTERN (the step's result) for the table.
+# step NAME LIMIT_S PATTERN CMD...: run CMD with a time limit (× LIMIT_SCALE), log to $OUT/<NAME as a file
+# name>.log, and put the last 3 log lines matching PATTERN (the step's result) in the table, one row each.
 step() {
-    local name=$1 limit=$2 pattern=$3
+    local name=$1 limit=$(($2 * LIMIT_SCALE)) pattern=$3
     shift 3
-    local start status result
+    local start status log line first=1
+    log="$OUT/${name//[^A-Za-z0-9+.-]/_}.log"
     start=$(date +%s)
-    timeout --signal=INT --kill-after=10 "$limit" "$@" >"$OUT/$name.log" 2>&1
+    timeout --signal=INT --kill-after=10 "$limit" "$@" >"$log" 2>&1
     status=$?
     case $status in
         0) status=ok ;;
         124) status="timeout (${limit} s)"; FAILED=1 ;;
         *) status="failed (exit $status)"; FAILED=1 ;;
     esac
-    result=$(grep -E "$pattern" "$OUT/$name.log" | tail -n 3 | tr '\n' ' ' | cut -c1-160)
-    ROWS+=("$(printf '%-14s | %-16s | %5s s | %s' "$name" "$status" "$(($(date +%s) - start))" "$result")")
+    local seconds=$(($(date +%s) - start))
+    while IFS= read -r line; do
+        if [ $first = 1 ]; then
+            ROWS+=("$(printf '%-14s | %-16s | %5s s | %s' "$name" "$status" "$seconds" "${line:0:150}")")
+            first=0
+        else
+            ROWS+=("$(printf '%-14s | %-16s | %7s | %s' "" "" "" "${line:0:150}")")
+        fi
+    done < <(grep -E "$pattern" "$log" | tail -n 3)
+    if [ $first = 1 ]; then
+        ROWS+=("$(printf '%-14s | %-16s | %5s s | %s' "$name" "$status" "$seconds" "(no result line; see $log)")")
+    fi
 }
 
 step "cuda tests" 120 "passed|failed|skipped|error" \
     "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/test_ddp.py tests/test_io_formats.py
 
-step "renderer" 120 "pairs|pytorch3d" "$PY" - <<'EOF'
-import argparse
-import sys
-
-sys.path.insert(0, "benchmarks")
-import bench_render as b
-
-args = argparse.Namespace(device="cuda", threads=1, repeats=3, faces_per_pixel=b.DEFAULT_FACES_PER_PIXEL,
-                          dense_max_elements=0, skip_pytorch3d=False, mesh=[])
-b.bench_mesh("synthetic body, batch 64", b.synthetic_body(), args, 64, b.CROP_SIZE)
-EOF
+# (a script file, not code on stdin: the benchmark times each backend in a spawned process, which re-imports it)
+step "renderer" 120 "^  (pairs|pytorch3d)" "$PY" benchmarks/bench_render.py --synthetic-only --device "$DEV" \
+    --batch "$RENDER_BATCH" --size "$RENDER_SIZE" --threads 1 --repeats 3 --dense-max-elements 0
 
 WORLD="$OUT/tiny_world"
-step "tiny world" 180 "steps|Nothing to be done|Error" "$PY" - "$WORLD" "$CORES" <<'EOF'
+step "tiny world" 180 "steps \\(100%\\) done|Nothing to be done|Error" "$PY" - "$WORLD" "$CORES" <<'EOF'
 import shutil
 import subprocess
 import sys
@@ -89,16 +102,17 @@ cmd[cmd.index("--cores") + 1] = cores
 sys.exit(subprocess.run(cmd).returncode)
 EOF
 
-step "sd vs sd+dsr" 150 "ratio" "$PY" benchmarks/bench_train.py --root "$WORLD" --steps 10
-step "bf16 sd/sd+dsr" 150 "ratio" "$PY" benchmarks/bench_train.py --root "$WORLD" --steps 10 --precision bf16
+PAPER=(--root "$WORLD" --steps "$STEPS" --paper-device "$DEV" --paper-batch "$PAPER_BATCH")
+step "sd vs sd+dsr" 150 "paper settings|Error" "$PY" benchmarks/bench_train.py "${PAPER[@]}"
+step "bf16 sd, +dsr" 150 "paper settings|Error" "$PY" benchmarks/bench_train.py "${PAPER[@]}" --precision bf16
 
-step "graphonomy" 90 "flip|scale" "$PY" benchmarks/bench_graphonomy.py --sizes 512 --device cuda
+step "graphonomy" 90 "flip \\(batched\\)|ratio batched|Error" "$PY" benchmarks/bench_graphonomy.py --sizes "$PARSE_SIZE" --device "$DEV"
 
 if [ "$GPUS" -ge 2 ]; then
     step "ddp 2 gpus" 120 "passed|failed|error" \
         "$PY" -m pytest -q -p no:cacheprovider tests/test_ddp.py -k two_cuda_workers
 else
-    ROWS+=("$(printf '%-14s | %-16s | %5s s | %s' "ddp 2 gpus" "skipped" 0 "one GPU ($NAME): DDP needs 2")")
+    ROWS+=("$(printf '%-14s | %-16s | %5s s | %s' "ddp 2 gpus" "skipped" 0 "$GPUS GPU(s): DDP on GPUs needs 2")")
 fi
 
 echo

@@ -403,3 +403,12 @@ def test_composite_enables_dsr_only_after_start_iter() -> None:
     with pytest.raises(ValueError, match="allowed keys"):
         LossWeights.from_dict({"dsr_mcc": 0.1})
     assert LossWeights.from_dict({"dsr_mc": 0.1}).dsr_mc == 0.1
+
+
+def test_composite_log_stays_on_the_terms_device() -> None:
+    """Every logged value lives where the terms do (a CPU value among CUDA ones breaks the DDP mean's stack)."""
+    terms = {k: torch.tensor(1.0, device="meta") for k in ("keypoint_2d", "camera", "dsr_mc")}
+    for step in (0, 10):
+        total, log = total_loss(terms, LossWeights(), step=step, dsr_start_iter=5)
+        assert total.device.type == "meta"
+        assert {k: v.device.type for k, v in log.items()} == dict.fromkeys(log, "meta")

@@ -122,5 +122,5 @@ def total_loss(
     first = next(iter(terms.values()))
     total = weights.scale * torch.stack(parts).sum() if parts else (first * 0.0)
     log["total"] = total.detach()
-    log["dsr_enabled"] = torch.tensor(float(enabled))
+    log["dsr_enabled"] = torch.tensor(float(enabled), device=total.device)
     return total, log

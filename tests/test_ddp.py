@@ -152,6 +152,20 @@ def test_workers_come_from_torchrun_or_slurm_and_launch_accordingly() -> None:
     assert slurm[:3] == ["srun", "--ntasks=2", "--kill-on-bad-exit=1"] and slurm[-1] == "w.json"
 
 
+def test_each_worker_finds_its_gpu_whether_the_node_or_the_task_is_visible(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchrun: every GPU of the node visible, worker r uses GPU r. SLURM with one GPU bound per task: each task
+    sees one GPU, index 0, whatever its SLURM_LOCALID (``cuda:1`` there would be an invalid device ordinal)."""
+    second = Workers(rank=1, world_size=2, local_rank=1)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert second.cuda_index() == 1 and second.device("cuda") == torch.device("cuda", 1)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert second.cuda_index() == 0 and second.device("cuda") == torch.device("cuda", 0)
+    assert second.device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(RuntimeError, match="no CUDA device is visible"):
+        second.device("cuda")
+
+
 def test_world_size_stays_out_of_the_params(world: tuple[TrainSettings, TrainPaths, Path]) -> None:
     """The rule's params (and so every existing job) are the same with train.distributed at any value: the
     settings never hold it (a machine setting like threads)."""

@@ -135,9 +135,12 @@ def crop_batch(data: PersonDataset, index: np.ndarray, image_root: str | Path, i
 
 @torch.no_grad()
 def pose_neutral(body: BodyModel, rotmat: torch.Tensor, betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Neutral-model vertices (B, V, 3) and H36M joints (B, 17, 3) for rotations (B, 24, 3, 3) and betas."""
+    """Neutral-model vertices (B, V, 3) and H36M joints (B, 17, 3) for rotations (B, 24, 3, 3) and betas, on the
+    body model's device (the inputs are moved there)."""
     if body.h36m_regressor is None:
         raise ValueError(f"body model {body.model_path} has no H36M regressor; build it with joint_regressors=")
+    device = body.faces.device
+    rotmat, betas = rotmat.to(device), betas.to(device)
     out = body(betas=betas, body_pose=rotmat[:, 1:], global_orient=rotmat[:, :1], pose2rot=False)
     return out.vertices, out.joints_h36m
 
@@ -240,7 +243,7 @@ def body_predictions(
     for name in dict.fromkeys(names.tolist()):
         rows = np.flatnonzero(names == name)
         v, j = pose_neutral(body_models[name], rot[rows], b[rows])
-        verts[rows], joints[rows] = v.numpy(), j.numpy()
+        verts[rows], joints[rows] = v.cpu().numpy(), j.cpu().numpy()
     return Predictions(
         imgname=np.asarray(imgname if imgname is not None else [f"sample_{i}" for i in range(n)]).astype(str),
         rotmat=rot.numpy(), betas=b.numpy(), cam=np.zeros((n, 3), np.float32), vertices=verts, joints_h36m=joints,
@@ -284,7 +287,7 @@ def load_predictions(path: str | Path, body: BodyModel | None = None, batch_size
             raise ValueError(f"predictions {path} were stored without vertices; pass the neutral body model")
         rot, betas = torch.as_tensor(arrays["rotmat"]), torch.as_tensor(arrays["betas"])
         arrays["vertices"] = np.concatenate([
-            pose_neutral(body, rot[s:s + batch_size], betas[s:s + batch_size])[0].numpy()
+            pose_neutral(body, rot[s:s + batch_size], betas[s:s + batch_size])[0].cpu().numpy()
             for s in range(0, len(rot), batch_size)
         ]) if len(rot) else np.zeros((0, body.num_vertices, 3), np.float32)
     return Predictions(imgname=arrays["imgname"].astype(str), rotmat=arrays["rotmat"], betas=arrays["betas"],

@@ -98,6 +98,8 @@ BACKGROUND_EPS: float = 1e-3
 SOFTRAS_KERNEL_EPS: float = 2.0 * BACKGROUND_EPS
 #: SoftRas ``dist_eps``: coverage below which an outside face is ignored.
 COVERAGE_CUTOFF: float = 1e-4
+#: Most faces per pixel pytorch3d's CUDA rasteriser accepts (its kernels check ``num_closest <= 150``).
+PYTORCH3D_CUDA_MAX_FACES_PER_PIXEL = 150
 #: Default ``faces_per_pixel`` for the pytorch3d backend: the K of issue 7's anchor measurement. Exactness
 #: needs ``count_pairs(...)["max_per_pixel"]`` (117 for a 13.8K-face synthetic body, 686 for the 27.4K-face
 #: open body model at 224 px, σ = 1e-5); pixels touched by more faces lose the farthest ones.
@@ -954,6 +956,10 @@ def _render_pytorch3d(
     size = image_size
     out_dtype = vertices.dtype
     device = vertices.device
+    if device.type == "cuda" and faces_per_pixel > PYTORCH3D_CUDA_MAX_FACES_PER_PIXEL:
+        raise ValueError(f"faces_per_pixel={faces_per_pixel}: pytorch3d's CUDA rasteriser keeps at most "
+                         f"{PYTORCH3D_CUDA_MAX_FACES_PER_PIXEL} faces per pixel (its CPU one has no limit); use "
+                         f"≤ {PYTORCH3D_CUDA_MAX_FACES_PER_PIXEL}, the 'pairs' backend (exact at any depth) or the CPU")
     # SPIN camera frame (x right, y down) -> pytorch3d view frame (x left, y up): a 180° turn about z.
     flip = torch.tensor([-1.0, -1.0, 1.0], device=device, dtype=torch.float32)
     verts_view = camera_points(vertices, cam_t).float() * flip

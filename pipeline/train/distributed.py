@@ -126,10 +126,20 @@ class Workers:
         """``(rank, world_size)`` for :class:`pipeline.train.data.StepRange`."""
         return self.rank, self.world_size
 
+    def cuda_index(self) -> int:
+        """This worker's GPU among those it sees: ``local_rank`` when every GPU of the node is visible
+        (torchrun), ``local_rank mod visible`` when the scheduler binds each task to its own GPU (SLURM's
+        ``--ntasks-per-gpu`` / ``--gpus-per-task`` leave one visible GPU per task, as index 0)."""
+        visible = torch.cuda.device_count()
+        if visible < 1:
+            raise RuntimeError(f"worker {self.rank}: train.device is cuda but no CUDA device is visible "
+                               f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+        return self.local_rank % visible
+
     def device(self, device: str) -> torch.device:
-        """The worker's device: ``cuda:<local_rank>`` on CUDA."""
+        """The worker's device: ``cuda:<cuda_index()>`` on CUDA."""
         d = torch.device(device)
-        return torch.device("cuda", self.local_rank) if d.type == "cuda" and self.distributed else d
+        return torch.device("cuda", self.cuda_index()) if d.type == "cuda" and self.distributed else d
 
     def all_sum(self, values: Mapping[str, float], device: torch.device) -> dict[str, float]:
         """Sum of each value over the workers (one all-gather, summed in rank order; float64 so sample counts
@@ -172,7 +182,7 @@ def init_workers(workers: Workers, backend: str, device: str) -> None:
         return
     backend = resolve_backend(backend, device)
     if torch.device(device).type == "cuda":
-        torch.cuda.set_device(workers.local_rank)
+        torch.cuda.set_device(workers.cuda_index())
     dist.init_process_group(backend=backend, rank=workers.rank, world_size=workers.world_size,
                             timeout=PROCESS_GROUP_TIMEOUT)
     log.info("worker %d of %d joined (%s, local rank %d)", workers.rank, workers.world_size, backend,

@@ -20,6 +20,10 @@ pure function of ``(seed, step)`` (:mod:`pipeline.train.data`). A checkpoint is 
 fingerprint and the digest of the run's input files and code match (a killed job); after changed masks, prior
 or training code training starts over (logged). ``metrics.csv`` rows after the resumed step are
 dropped before appending, so a killed-and-resumed run writes the same table as an uninterrupted one.
+Bit for bit on the CPU (tested); on CUDA the resumed run follows the same data, dropout masks and weights but
+atomic additions (the renderer's ``index_add``, cuDNN's convolution backward) sum in a varying order, so it
+drifts from an uninterrupted run at float precision (~1e-7 relative per step), as any two CUDA runs do unless
+``torch.use_deterministic_algorithms(True)`` is set.
 
 Several devices (``workers``, :mod:`pipeline.train.distributed`): each worker trains on its share of every
 step's batch under DistributedDataParallel with synchronised BatchNorm; rank 0 alone validates and writes
@@ -486,10 +490,9 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
             optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["rng"]["torch"])
             if device.type == "cuda" and state["rng"].get("cuda") is not None:
-                if workers.distributed:  # every worker's dropout stream is rank 0's
-                    torch.cuda.set_rng_state(state["rng"]["cuda"][0], device)
-                else:
-                    torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+                # the training device's stream (each worker's dropout stream is rank 0's); older single-process
+                # checkpoints hold every visible GPU's state, the first being the default device's
+                torch.cuda.set_rng_state(state["rng"]["cuda"][0], device)
             start = int(state["step"])
             log.info("resuming run %s from %s at step %d", settings.run, last, start)
         else:
@@ -525,7 +528,7 @@ def train(settings: TrainSettings, paths: TrainPaths, out_dir: str | Path, *,
     def checkpoint(step: int, name: str) -> None:
         cuda = None
         if device.type == "cuda":
-            cuda = [torch.cuda.get_rng_state(device)] if workers.distributed else torch.cuda.get_rng_state_all()
+            cuda = [torch.cuda.get_rng_state(device)]  # the training device's only (GPU count may change)
         rng = {"torch": torch.get_rng_state(), "cuda": cuda}
         save_checkpoint(ckpt_dir / name, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,

@@ -29,7 +29,7 @@ def batch_errors(model: HMR, body: BodyModel, batch: Batch) -> dict[str, float]:
     with torch.no_grad():
         _, posed, _ = predict_body(model, body, batch["img"])
     model.train(was_training)
-    result = evaluate_h36m(posed.joints_h36m.numpy(), batch["joints_3d"].numpy(), protocol=1)
+    result = evaluate_h36m(posed.joints_h36m.cpu().numpy(), batch["joints_3d"].cpu().numpy(), protocol=1)
     return {"mpjpe_mm": result.mpjpe_mm, "pa_mpjpe_mm": result.pa_mpjpe_mm}
 
 

@@ -959,7 +959,7 @@ def _render_pytorch3d(
     if device.type == "cuda" and faces_per_pixel > PYTORCH3D_CUDA_MAX_FACES_PER_PIXEL:
         raise ValueError(f"faces_per_pixel={faces_per_pixel}: pytorch3d's CUDA rasteriser keeps at most "
                          f"{PYTORCH3D_CUDA_MAX_FACES_PER_PIXEL} faces per pixel (its CPU one has no limit); use "
-                         f"≤ {PYTORCH3D_CUDA_MAX_FACES_PER_PIXEL}, the 'pairs' backend (exact at any depth) or the CPU")
+                         f"≤ {PYTORCH3D_CUDA_MAX_FACES_PER_PIXEL}, the 'pairs' backend (exact) or the CPU")
     # SPIN camera frame (x right, y down) -> pytorch3d view frame (x left, y up): a 180° turn about z.
     flip = torch.tensor([-1.0, -1.0, 1.0], device=device, dtype=torch.float32)
     verts_view = camera_points(vertices, cam_t).float() * flip

@@ -27,9 +27,9 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor
 import resource
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 

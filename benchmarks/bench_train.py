@@ -172,7 +172,7 @@ def main() -> None:
                 backbone="resnet50", image_size=224, render_size=224, batch_size=args.paper_batch,
                 precision=args.precision)
     else:
-        print("no CUDA device: paper-setting GPU figures not measured")
+        print("paper settings not timed (--paper-device none; the default without a CUDA device)")
 
 
 if __name__ == "__main__":

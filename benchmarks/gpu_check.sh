@@ -44,12 +44,17 @@ export PYOPENGL_PLATFORM=egl
 ROWS=()
 FAILED=0
 
+# row NAME STATUS TIME TEXT: one table row.
+row() {
+    ROWS+=("$(printf '%-14s | %-16s | %7s | %s' "$1" "$2" "$3" "${4:0:150}")")
+}
+
 # step NAME LIMIT_S PATTERN CMD...: run CMD with a time limit (× LIMIT_SCALE), log to $OUT/<NAME as a file
 # name>.log, and put the last 3 log lines matching PATTERN (the step's result) in the table, one row each.
 step() {
     local name=$1 limit=$(($2 * LIMIT_SCALE)) pattern=$3
     shift 3
-    local start status log line first=1
+    local start status log seconds lines line
     log="$OUT/${name//[^A-Za-z0-9+.-]/_}.log"
     start=$(date +%s)
     timeout --signal=INT --kill-after=10 "$limit" "$@" >"$log" 2>&1
@@ -59,18 +64,13 @@ step() {
         124) status="timeout (${limit} s)"; FAILED=1 ;;
         *) status="failed (exit $status)"; FAILED=1 ;;
     esac
-    local seconds=$(($(date +%s) - start))
-    while IFS= read -r line; do
-        if [ $first = 1 ]; then
-            ROWS+=("$(printf '%-14s | %-16s | %5s s | %s' "$name" "$status" "$seconds" "${line:0:150}")")
-            first=0
-        else
-            ROWS+=("$(printf '%-14s | %-16s | %7s | %s' "" "" "" "${line:0:150}")")
-        fi
-    done < <(grep -E "$pattern" "$log" | tail -n 3)
-    if [ $first = 1 ]; then
-        ROWS+=("$(printf '%-14s | %-16s | %5s s | %s' "$name" "$status" "$seconds" "(no result line; see $log)")")
-    fi
+    seconds="$(($(date +%s) - start)) s"
+    mapfile -t lines < <(grep -E "$pattern" "$log" | tail -n 3)
+    [ ${#lines[@]} -gt 0 ] || lines=("(no result line; see $log)")
+    row "$name" "$status" "$seconds" "${lines[0]}"
+    for line in "${lines[@]:1}"; do
+        row "" "" "" "$line"
+    done
 }
 
 step "cuda tests" 120 "passed|failed|skipped|error" \
@@ -112,7 +112,7 @@ if [ "$GPUS" -ge 2 ]; then
     step "ddp 2 gpus" 120 "passed|failed|error" \
         "$PY" -m pytest -q -p no:cacheprovider tests/test_ddp.py -k two_cuda_workers
 else
-    ROWS+=("$(printf '%-14s | %-16s | %5s s | %s' "ddp 2 gpus" "skipped" 0 "$GPUS GPU(s): DDP on GPUs needs 2")")
+    row "ddp 2 gpus" skipped "0 s" "$GPUS GPU(s): DDP on GPUs needs 2"
 fi
 
 echo

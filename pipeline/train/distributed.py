@@ -156,8 +156,7 @@ class Workers:
         keys = list(values)
         if not self.distributed or not keys:
             return dict(values)
-        device = values[keys[0]].device  # (every value on one device: NCCL gathers CUDA tensors only)
-        t = gather(torch.stack([values[k].detach().to(device, torch.float64) for k in keys])).sum(0) / self.world_size
+        t = gather(torch.stack([values[k].detach().to(torch.float64) for k in keys])).sum(0) / self.world_size
         return {k: v.to(values[k].dtype) for k, v in zip(keys, t, strict=True)}
 
 
